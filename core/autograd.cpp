@@ -1,0 +1,212 @@
+// core/autograd.cpp — the backward engine (see autograd.h for the algorithm).
+#include "core/autograd.h"
+
+#include <deque>
+#include <unordered_map>
+
+#include "core/check.h"
+
+namespace minidl {
+
+namespace {
+thread_local bool tls_grad_enabled = true;
+}
+
+bool GradMode::is_enabled() { return tls_grad_enabled; }
+void GradMode::set_enabled(bool enabled) { tls_grad_enabled = enabled; }
+
+SavedTensor::SavedTensor(const Tensor& t, const char* op)
+    : tensor_(t.defined() ? t.detach() : Tensor()),
+      version_(t.defined() ? t.version() : 0),
+      op_(op) {}
+
+const Tensor& SavedTensor::get() const {
+    MDL_CHECK(!tensor_.defined() || tensor_.version() == version_, StateError, op_,
+              " backward: a tensor saved for the gradient computation was modified in place "
+              "afterwards (its version was ",
+              version_, " when saved and is ", tensor_.version(),
+              " now); its gradient would be wrong. Hint: clone() it before modifying it, or modify "
+              "it after backward().");
+    return tensor_;
+}
+
+Node::Node(std::string name, std::vector<Tensor> inputs, BackwardFn fn)
+    : name_(std::move(name)), fn_(std::move(fn)) {
+    inputs_.reserve(inputs.size());
+    needs_.reserve(inputs.size());
+    for (auto& t : inputs) {
+        const bool needs = t.defined() && t.requires_grad();
+        needs_.push_back(needs);
+        inputs_.push_back(needs ? std::move(t) : Tensor());
+    }
+}
+
+std::vector<Tensor> Node::apply(const Tensor& grad_output) {
+    MDL_CHECK(fn_, StateError, "backward of ", name_,
+              ": trying to backward through the graph a second time (its saved tensors were "
+              "freed by the first backward). Hint: pass retain_graph=true to the first backward.");
+    return fn_(grad_output, needs_);
+}
+
+void Node::release() {
+    // Dropping the inputs too lets the activations they hold go as soon as backward is done with
+    // them, not when the root tensor dies.
+    fn_ = nullptr;
+    inputs_.clear();
+}
+
+namespace autograd {
+
+bool should_record(std::initializer_list<Tensor> inputs) {
+    if (!GradMode::is_enabled()) return false;
+    for (const auto& t : inputs)
+        if (t.defined() && t.requires_grad()) return true;
+    return false;
+}
+
+bool should_record(const std::vector<Tensor>& inputs) {
+    if (!GradMode::is_enabled()) return false;
+    for (const auto& t : inputs)
+        if (t.defined() && t.requires_grad()) return true;
+    return false;
+}
+
+void record(const char* name, std::vector<Tensor> inputs, Tensor& output, Node::BackwardFn fn) {
+    auto node = std::make_shared<Node>(name, std::move(inputs), std::move(fn));
+    output.impl()->requires_grad = true;
+    output.impl()->grad_fn = std::move(node);
+}
+
+void accumulate_grad(const Tensor& t, Tensor g) {
+    TensorImpl* impl = t.impl();
+    if (!impl->grad.defined()) {
+        // Take g as the gradient when nothing else can see its memory; otherwise copy, so that a
+        // later in-place accumulation cannot write into another tensor's gradient.
+        const bool exclusive = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
+                               g.storage_offset() == 0;
+        if (exclusive && g.dtype() == t.dtype()) {
+            impl->grad = std::move(g);
+        } else {
+            NoGradGuard no_grad;
+            impl->grad = g.to(t.dtype()).clone();
+        }
+        return;
+    }
+    NoGradGuard no_grad;
+    impl->grad.add_(g);
+}
+
+void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+    MDL_CHECK(root.defined(), StateError, "backward: called on an undefined tensor");
+    MDL_CHECK(root.requires_grad(), StateError,
+              "backward: the tensor does not require grad and has no grad_fn (nothing to "
+              "differentiate). Hint: was it computed inside a NoGradGuard, or from tensors without "
+              "requires_grad?");
+    Tensor grad_root = gradient;
+    if (!grad_root.defined()) {
+        MDL_CHECK(root.numel() == 1, ShapeError,
+                  "backward: the gradient can be implied only for a tensor with one element, got "
+                  "shape ",
+                  shape_str(root.shape()), "; pass the gradient explicitly");
+        grad_root = Tensor::ones(root.shape(), root.dtype(), root.device());
+    } else {
+        MDL_CHECK(grad_root.shape() == root.shape(), ShapeError,
+                  "backward: gradient shape ", shape_str(grad_root.shape()),
+                  " differs from the tensor's shape ", shape_str(root.shape()));
+    }
+
+    NoGradGuard no_grad;
+    if (!root.grad_fn()) {  // a leaf: its gradient is the given one
+        accumulate_grad(root, grad_root.to(root.dtype()));
+        return;
+    }
+
+    // 1. Count, for each reachable node, the edges that lead into it.
+    std::unordered_map<Node*, int> dependencies;
+    {
+        std::vector<Node*> stack{root.grad_fn().get()};
+        dependencies[root.grad_fn().get()] = 0;
+        while (!stack.empty()) {
+            Node* node = stack.back();
+            stack.pop_back();
+            for (const Tensor& in : node->inputs()) {
+                if (!in.defined() || !in.grad_fn()) continue;
+                Node* next = in.grad_fn().get();
+                auto [it, inserted] = dependencies.try_emplace(next, 0);
+                ++it->second;
+                if (inserted) stack.push_back(next);
+            }
+        }
+    }
+
+    // 2. Run nodes once all their consumers have contributed.
+    std::unordered_map<Node*, Tensor> pending;
+    pending[root.grad_fn().get()] = grad_root;
+    std::deque<std::shared_ptr<Node>> ready{root.grad_fn()};
+    while (!ready.empty()) {
+        std::shared_ptr<Node> node = std::move(ready.front());
+        ready.pop_front();
+        Tensor grad_out = std::move(pending[node.get()]);
+        pending.erase(node.get());
+        std::vector<Tensor> grads = node->apply(grad_out);
+        grad_out = Tensor();
+        MDL_ASSERT(grads.size() == node->inputs().size(), "backward of ", node->name(),
+                   " returned ", grads.size(), " gradients for ", node->inputs().size(),
+                   " inputs");
+        for (size_t i = 0; i < grads.size(); ++i) {
+            const Tensor& input = node->inputs()[i];
+            if (!input.defined()) continue;
+            Tensor g = std::move(grads[i]);
+            Node* next = input.grad_fn().get();
+            if (g.defined()) {
+                MDL_ASSERT(g.shape() == input.shape(), "backward of ", node->name(),
+                           " gave a gradient of shape ", shape_str(g.shape()), " for input ", i,
+                           " of shape ", shape_str(input.shape()));
+                if (g.dtype() != input.dtype()) g = g.to(input.dtype());
+                if (next == nullptr || input.impl()->retains_grad) accumulate_grad(input, g);
+                if (next != nullptr) {
+                    auto it = pending.find(next);
+                    if (it == pending.end() || !it->second.defined()) {
+                        pending[next] = std::move(g);
+                    } else {
+                        // Out of place: the first gradient may alias another node's tensor.
+                        Tensor sum = it->second.clone();
+                        sum.add_(g);
+                        it->second = std::move(sum);
+                    }
+                }
+            }
+            if (next != nullptr && --dependencies[next] == 0) {
+                auto it = pending.find(next);
+                if (it != pending.end() && it->second.defined()) {
+                    ready.push_back(input.grad_fn());
+                } else {
+                    // No gradient reached this node (all contributions were zero by
+                    // construction): it and everything only it feeds get nothing.
+                    pending.erase(next);
+                    std::vector<std::shared_ptr<Node>> skip{input.grad_fn()};
+                    while (!skip.empty()) {
+                        auto s = std::move(skip.back());
+                        skip.pop_back();
+                        for (const Tensor& in : s->inputs()) {
+                            if (!in.defined() || !in.grad_fn()) continue;
+                            Node* n2 = in.grad_fn().get();
+                            if (--dependencies[n2] == 0) {
+                                auto p2 = pending.find(n2);
+                                if (p2 != pending.end() && p2->second.defined())
+                                    ready.push_back(in.grad_fn());
+                                else
+                                    skip.push_back(in.grad_fn());
+                            }
+                        }
+                        if (!retain_graph) s->release();
+                    }
+                }
+            }
+        }
+        if (!retain_graph) node->release();
+    }
+}
+
+}  // namespace autograd
+}  // namespace minidl

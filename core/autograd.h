@@ -1,0 +1,121 @@
+// core/autograd.h — define-by-run reverse-mode automatic differentiation.
+//
+// Every differentiable op that runs while grad mode is on and sees an input that requires grad
+// records a Node on its output: the op's name, its inputs (the graph's edges) and a closure that
+// maps the gradient of the output to the gradients of the inputs (the chain rule for that op:
+// dL/dx_i = J_i^T dL/dy). Tensor::backward() then
+//   1. collects the nodes reachable from the root and counts, for each, the edges that feed it;
+//   2. runs them in reverse topological order (a node runs once every consumer of its output has
+//      contributed: Kahn's algorithm), summing the gradients that meet at a tensor;
+//   3. ACCUMULATES (+=) into .grad of each leaf that requires grad — FGM and gradient
+//      accumulation rely on this; zeroing is the optimizer's job;
+//   4. frees each node's saved tensors unless retain_graph is set; a second backward through a
+//      freed node throws StateError.
+// Backward closures run with grad mode off (no higher-order gradients).
+//
+// A tensor a backward closure needs is kept as a SavedTensor, which remembers the storage version
+// at save time: modifying that tensor in place before backward makes backward throw StateError
+// naming the op, rather than return a gradient computed from the wrong values.
+//
+// Grad mode is per thread (thread_local), so replica threads in data parallelism don't see each
+// other's NoGradGuard.
+#pragma once
+
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace minidl {
+
+// A tensor a backward closure needs, with the version it had when saved.
+class SavedTensor {
+public:
+    SavedTensor() = default;
+    SavedTensor(const Tensor& t, const char* op);
+    // The saved tensor; throws StateError if it was modified in place since it was saved.
+    const Tensor& get() const;
+    bool defined() const { return tensor_.defined(); }
+
+private:
+    Tensor tensor_;  // a detached alias: same storage and version counter, no grad_fn
+    uint64_t version_ = 0;
+    const char* op_ = "";
+};
+
+class Node {
+public:
+    // Maps dL/d(output) to dL/d(input_i) for each input; an entry may be undefined when the input
+    // needs no gradient (needs_input_grad[i] is false) or the gradient is zero by construction.
+    using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output,
+                                                         const std::vector<bool>& needs_input_grad)>;
+
+    Node(std::string name, std::vector<Tensor> inputs, BackwardFn fn);
+
+    const std::string& name() const { return name_; }
+    // The inputs that require grad; the others are held as undefined tensors.
+    const std::vector<Tensor>& inputs() const { return inputs_; }
+    const std::vector<bool>& needs_input_grad() const { return needs_; }
+    // Runs the closure; throws StateError if the node was released.
+    std::vector<Tensor> apply(const Tensor& grad_output);
+    // Frees the closure and what it saved.
+    void release();
+    bool released() const { return !fn_; }
+
+private:
+    std::string name_;
+    std::vector<Tensor> inputs_;
+    std::vector<bool> needs_;
+    BackwardFn fn_;
+};
+
+// ---- grad mode (thread-local) -----------------------------------------------------------------
+struct GradMode {
+    static bool is_enabled();
+    static void set_enabled(bool enabled);
+};
+
+// Disables graph recording in this thread for its lifetime (restores the previous mode).
+class NoGradGuard {
+public:
+    NoGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(false); }
+    ~NoGradGuard() { GradMode::set_enabled(previous_); }
+    NoGradGuard(const NoGradGuard&) = delete;
+    NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
+// Enables graph recording in this thread for its lifetime.
+class EnableGradGuard {
+public:
+    EnableGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
+    ~EnableGradGuard() { GradMode::set_enabled(previous_); }
+    EnableGradGuard(const EnableGradGuard&) = delete;
+    EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+private:
+    bool previous_;
+};
+
+namespace autograd {
+
+// True when grad mode is on and at least one input requires grad: the op must record a node.
+bool should_record(std::initializer_list<Tensor> inputs);
+bool should_record(const std::vector<Tensor>& inputs);
+
+// Records `output` as produced by op `name` from `inputs` (call only when should_record is true).
+void record(const char* name, std::vector<Tensor> inputs, Tensor& output, Node::BackwardFn fn);
+
+// The engine behind Tensor::backward.
+void backward(const Tensor& root, const Tensor& gradient, bool retain_graph);
+
+// Accumulates g into t.grad() (+=), or makes g its gradient when t has none yet.
+void accumulate_grad(const Tensor& t, Tensor g);
+
+}  // namespace autograd
+}  // namespace minidl

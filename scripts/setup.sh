@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# scripts/setup.sh — installs every build and test dependency from Debian's packages.
+# Idempotent: does nothing (no apt-get at all) when everything is already there.
+#   MINIDL_SETUP_EXTRA="python3-torch ..." adds packages (the benchmarks' PyTorch, for example).
+set -euo pipefail
+
+packages=(
+  build-essential cmake            # g++ 12, make, CMake >= 3.25
+  libeigen3-dev                    # CPU kernels
+  doctest-dev                      # tests
+  nlohmann-json3-dev               # safetensors headers, fixtures, run records
+  libcli11-dev                     # command-line parsing of the examples
+  libopenmpi-dev openmpi-bin       # MPI data parallelism
+  clang-format                     # the committed style
+  ca-certificates
+)
+# shellcheck disable=SC2206
+packages+=(${MINIDL_SETUP_EXTRA:-})
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
