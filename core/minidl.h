@@ -12,5 +12,6 @@
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/shape.h"
+#include "core/state_dict.h"
 #include "core/tensor.h"
 #include "ops/ops.h"

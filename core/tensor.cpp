@@ -390,6 +390,19 @@ Tensor& Tensor::mul_(double factor) {
 }
 
 void Tensor::bump_version() const { storage()->bump_version(); }
+
+void Tensor::set_data(const Tensor& src) const {
+    checked(impl_);
+    MDL_CHECK(src.defined(), StateError, "set_data: the source tensor is undefined");
+    MDL_CHECK(is_leaf(), StateError, "set_data: only leaf tensors can be rebound");
+    MDL_CHECK(!requires_grad() || is_floating(src.dtype()), DTypeError,
+              "set_data: a tensor that requires grad needs floating data, got ", src.dtype());
+    impl_->storage = src.storage();
+    impl_->offset = src.storage_offset();
+    impl_->shape = src.shape();
+    impl_->dtype = src.dtype();
+    impl_->grad = Tensor();
+}
 uint64_t Tensor::version() const { return storage()->version(); }
 
 // ---- autograd ---------------------------------------------------------------------------------

@@ -124,6 +124,10 @@ public:
     Tensor& mul_(double factor);
     void bump_version() const;
     uint64_t version() const;
+    // Makes this tensor (and every handle sharing its impl) refer to src's storage, shape and
+    // dtype; keeps requires_grad, drops grad. What Module::to(device) and loading weights use to
+    // move a parameter without changing its identity (optimizers and tricks hold the same handle).
+    void set_data(const Tensor& src) const;
 
     // ---- autograd -------------------------------------------------------------------------
     bool requires_grad() const;
