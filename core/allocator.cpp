@@ -15,7 +15,9 @@ size_t CachingAllocator::bin_size(size_t nbytes) {
     // 2^k * {1, 1.25, 1.5, 1.75}: take the power of two at or below, then the quarter step above.
     const size_t top = std::bit_floor(nbytes);
     const size_t quarter = top / 4;
-    return (nbytes + quarter - 1) / quarter * quarter;
+    const size_t bin = (nbytes + quarter - 1) / quarter * quarter;
+    // A multiple of 64 (aligned_alloc wants the size to be a multiple of the alignment).
+    return (bin + 63) / 64 * 64;
 }
 
 void* CachingAllocator::allocate(size_t nbytes) {
@@ -32,7 +34,8 @@ void* CachingAllocator::allocate(size_t nbytes) {
         if (ptr == nullptr) {
             // Out of memory: give the cache back and try once more before failing.
             for (auto& [size, blocks] : free_blocks_) {
-                for (void* p : blocks) system_free(p);
+                for (void* p : blocks)
+                    system_free(p);
                 stats_.system_frees += blocks.size();
                 stats_.bytes_reserved -= size * blocks.size();
                 blocks.clear();
@@ -44,7 +47,8 @@ void* CachingAllocator::allocate(size_t nbytes) {
         stats_.bytes_reserved += bin;
     }
     stats_.bytes_in_use += bin;
-    if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+    if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
+        stats_.peak_bytes_in_use = stats_.bytes_in_use;
     return ptr;
 }
 
@@ -64,7 +68,8 @@ AllocatorStats CachingAllocator::stats() const {
 void CachingAllocator::empty_cache() {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& [size, blocks] : free_blocks_) {
-        for (void* p : blocks) system_free(p);
+        for (void* p : blocks)
+            system_free(p);
         stats_.system_frees += blocks.size();
         stats_.bytes_reserved -= size * blocks.size();
     }
@@ -74,7 +79,7 @@ void CachingAllocator::empty_cache() {
 namespace {
 
 class CpuAllocator final : public CachingAllocator {
-protected:
+  protected:
     void* system_allocate(size_t nbytes) override {
         // aligned_alloc wants a size that is a multiple of the alignment; bins >= 64 are.
         return std::aligned_alloc(64, nbytes);

@@ -4,9 +4,10 @@
 // per-device cache of freed blocks, binned by size, turns nearly every allocation after the first
 // step into a free-list pop: no malloc/free (and no cudaMalloc/cudaFree) in the steady state.
 //
-// Sizes are rounded up to bins of 2^k * {1, 1.25, 1.5, 1.75} (at most 25 % waste) with a floor of
-// 64 bytes; CPU blocks are 64-byte aligned (one cache line, the widest AVX-512 load). On CUDA a
-// freed block may be reused at once because all work on a device runs on one stream, in order.
+// Sizes are rounded up to bins of 2^k * {1, 1.25, 1.5, 1.75} (at most 25 % waste), then to a
+// multiple of 64 bytes; CPU blocks are 64-byte aligned (one cache line, the widest AVX-512 load).
+// On CUDA a freed block may be reused at once because all work on a device runs on one stream, in
+// order.
 #pragma once
 
 #include <cstddef>
@@ -29,7 +30,7 @@ struct AllocatorStats {
 };
 
 class Allocator {
-public:
+  public:
     virtual ~Allocator() = default;
     // A block of at least nbytes (nbytes > 0). Never returns nullptr: throws on exhaustion.
     virtual void* allocate(size_t nbytes) = 0;
@@ -43,7 +44,7 @@ public:
 // The size-binned cache shared by the CPU and CUDA allocators; subclasses say how a block is
 // taken from and given back to the system.
 class CachingAllocator : public Allocator {
-public:
+  public:
     void* allocate(size_t nbytes) override;
     void deallocate(void* ptr, size_t nbytes) override;
     AllocatorStats stats() const override;
@@ -52,12 +53,12 @@ public:
     // The bin an allocation of nbytes is served from.
     static size_t bin_size(size_t nbytes);
 
-protected:
+  protected:
     ~CachingAllocator() override = default;
     virtual void* system_allocate(size_t nbytes) = 0;
     virtual void system_free(void* ptr) = 0;
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::unordered_map<size_t, std::vector<void*>> free_blocks_;
     AllocatorStats stats_;

@@ -10,8 +10,12 @@ thread_local bool tls_enabled = false;
 thread_local DType tls_dtype = DType::BF16;
 }  // namespace
 
-bool is_enabled() { return tls_enabled; }
-DType dtype() { return tls_dtype; }
+bool is_enabled() {
+    return tls_enabled;
+}
+DType dtype() {
+    return tls_dtype;
+}
 
 void set_state(bool enabled, DType dtype) {
     MDL_CHECK(!enabled || is_half(dtype), DTypeError,

@@ -12,8 +12,12 @@ namespace {
 thread_local bool tls_grad_enabled = true;
 }
 
-bool GradMode::is_enabled() { return tls_grad_enabled; }
-void GradMode::set_enabled(bool enabled) { tls_grad_enabled = enabled; }
+bool GradMode::is_enabled() {
+    return tls_grad_enabled;
+}
+void GradMode::set_enabled(bool enabled) {
+    tls_grad_enabled = enabled;
+}
 
 SavedTensor::SavedTensor(const Tensor& t, const char* op)
     : tensor_(t.defined() ? t.detach() : Tensor()),
@@ -110,9 +114,9 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                   shape_str(root.shape()), "; pass the gradient explicitly");
         grad_root = Tensor::ones(root.shape(), root.dtype(), root.device());
     } else {
-        MDL_CHECK(grad_root.shape() == root.shape(), ShapeError,
-                  "backward: gradient shape ", shape_str(grad_root.shape()),
-                  " differs from the tensor's shape ", shape_str(root.shape()));
+        MDL_CHECK(grad_root.shape() == root.shape(), ShapeError, "backward: gradient shape ",
+                  shape_str(grad_root.shape()), " differs from the tensor's shape ",
+                  shape_str(root.shape()));
     }
 
     NoGradGuard no_grad;
@@ -151,8 +155,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
         std::vector<Tensor> grads = node->apply(grad_out);
         grad_out = Tensor();
         MDL_ASSERT(grads.size() == node->inputs().size(), "backward of ", node->name(),
-                   " returned ", grads.size(), " gradients for ", node->inputs().size(),
-                   " inputs");
+                   " returned ", grads.size(), " gradients for ", node->inputs().size(), " inputs");
         for (size_t i = 0; i < grads.size(); ++i) {
             const Tensor& input = node->inputs()[i];
             if (!input.defined()) continue;

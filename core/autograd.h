@@ -33,25 +33,25 @@ namespace minidl {
 
 // A tensor a backward closure needs, with the version it had when saved.
 class SavedTensor {
-public:
+  public:
     SavedTensor() = default;
     SavedTensor(const Tensor& t, const char* op);
     // The saved tensor; throws StateError if it was modified in place since it was saved.
     const Tensor& get() const;
     bool defined() const { return tensor_.defined(); }
 
-private:
+  private:
     Tensor tensor_;  // a detached alias: same storage and version counter, no grad_fn
     uint64_t version_ = 0;
     const char* op_ = "";
 };
 
 class Node {
-public:
+  public:
     // Maps dL/d(output) to dL/d(input_i) for each input; an entry may be undefined when the input
     // needs no gradient (needs_input_grad[i] is false) or the gradient is zero by construction.
-    using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output,
-                                                         const std::vector<bool>& needs_input_grad)>;
+    using BackwardFn = std::function<std::vector<Tensor>(
+        const Tensor& grad_output, const std::vector<bool>& needs_input_grad)>;
 
     Node(std::string name, std::vector<Tensor> inputs, BackwardFn fn);
 
@@ -65,7 +65,7 @@ public:
     void release();
     bool released() const { return !fn_; }
 
-private:
+  private:
     std::string name_;
     std::vector<Tensor> inputs_;
     std::vector<bool> needs_;
@@ -80,25 +80,25 @@ struct GradMode {
 
 // Disables graph recording in this thread for its lifetime (restores the previous mode).
 class NoGradGuard {
-public:
+  public:
     NoGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(false); }
     ~NoGradGuard() { GradMode::set_enabled(previous_); }
     NoGradGuard(const NoGradGuard&) = delete;
     NoGradGuard& operator=(const NoGradGuard&) = delete;
 
-private:
+  private:
     bool previous_;
 };
 
 // Enables graph recording in this thread for its lifetime.
 class EnableGradGuard {
-public:
+  public:
     EnableGradGuard() : previous_(GradMode::is_enabled()) { GradMode::set_enabled(true); }
     ~EnableGradGuard() { GradMode::set_enabled(previous_); }
     EnableGradGuard(const EnableGradGuard&) = delete;
     EnableGradGuard& operator=(const EnableGradGuard&) = delete;
 
-private:
+  private:
     bool previous_;
 };
 

@@ -17,7 +17,9 @@ bool built_with_cuda();
 // Number of usable CUDA devices: 0 without the backend, without a driver or on any runtime error
 // (CI machines have the toolkit but no driver: cudaGetDeviceCount fails there, e.g. error 35).
 int device_count();
-inline bool is_available() { return device_count() > 0; }
+inline bool is_available() {
+    return device_count() > 0;
+}
 // "NVIDIA H100 80GB HBM3 (sm_90)".
 std::string device_name(int index);
 

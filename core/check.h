@@ -58,15 +58,15 @@ std::string concat(Parts&&... parts) {
 
 }  // namespace minidl
 
-#define MDL_CHECK(cond, ErrorType, ...)                                 \
-    do {                                                                \
+#define MDL_CHECK(cond, ErrorType, ...)                                      \
+    do {                                                                     \
         if (!(cond)) throw ErrorType(::minidl::detail::concat(__VA_ARGS__)); \
     } while (0)
 
-#define MDL_ASSERT(cond, ...)                                                              \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            throw ::minidl::InternalError(::minidl::detail::concat(                        \
-                "internal error at ", __FILE__, ":", __LINE__, ": ", __VA_ARGS__,          \
-                " (this is a bug in minidl, please report it)"));                          \
+#define MDL_ASSERT(cond, ...)                                                     \
+    do {                                                                          \
+        if (!(cond))                                                              \
+            throw ::minidl::InternalError(::minidl::detail::concat(               \
+                "internal error at ", __FILE__, ":", __LINE__, ": ", __VA_ARGS__, \
+                " (this is a bug in minidl, please report it)"));                 \
     } while (0)

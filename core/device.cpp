@@ -11,7 +11,8 @@ Device Device::parse(const std::string& s) {
     if (s.rfind("cuda:", 0) == 0) {
         const std::string idx = s.substr(5);
         bool digits = !idx.empty() && idx.size() < 5;
-        for (char c : idx) digits = digits && c >= '0' && c <= '9';
+        for (char c : idx)
+            digits = digits && c >= '0' && c <= '9';
         if (digits) return Device::cuda(std::stoi(idx));
     }
     throw DeviceError("Device::parse: unknown device '" + s + "' (expected cpu, cuda or cuda:N)");

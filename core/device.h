@@ -29,6 +29,8 @@ struct Device {
     static Device parse(const std::string& s);
 };
 
-inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+inline std::ostream& operator<<(std::ostream& os, const Device& d) {
+    return os << d.str();
+}
 
 }  // namespace minidl

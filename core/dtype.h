@@ -22,32 +22,48 @@ enum class DType : uint8_t { F32, F64, F16, BF16, I64 };
 // Bytes per element.
 constexpr size_t dtype_size(DType t) {
     switch (t) {
-        case DType::F32: return 4;
-        case DType::F64: return 8;
-        case DType::F16: return 2;
-        case DType::BF16: return 2;
-        case DType::I64: return 8;
+        case DType::F32:
+            return 4;
+        case DType::F64:
+            return 8;
+        case DType::F16:
+            return 2;
+        case DType::BF16:
+            return 2;
+        case DType::I64:
+            return 8;
     }
     return 0;
 }
 
-constexpr bool is_floating(DType t) { return t != DType::I64; }
+constexpr bool is_floating(DType t) {
+    return t != DType::I64;
+}
 
 // True for the 16-bit formats that autocast computes in.
-constexpr bool is_half(DType t) { return t == DType::F16 || t == DType::BF16; }
+constexpr bool is_half(DType t) {
+    return t == DType::F16 || t == DType::BF16;
+}
 
 // Lower-case name used in messages: "f32", "bf16", "i64".
 constexpr std::string_view dtype_name(DType t) {
     switch (t) {
-        case DType::F32: return "f32";
-        case DType::F64: return "f64";
-        case DType::F16: return "f16";
-        case DType::BF16: return "bf16";
-        case DType::I64: return "i64";
+        case DType::F32:
+            return "f32";
+        case DType::F64:
+            return "f64";
+        case DType::F16:
+            return "f16";
+        case DType::BF16:
+            return "bf16";
+        case DType::I64:
+            return "i64";
     }
     return "?";
 }
 
-inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
+inline std::ostream& operator<<(std::ostream& os, DType t) {
+    return os << dtype_name(t);
+}
 
 }  // namespace minidl

@@ -2,9 +2,9 @@
 //
 // Ops (ops/*.cpp) check arguments, allocate outputs, call a kernel and record the backward node;
 // kernels do the arithmetic and nothing else — no autograd, no output allocation, no argument
-// checks beyond internal assertions. The CPU table lives in ops/cpu (Eigen and plain loops, threaded
-// with core/parallel.h), the CUDA table in ops/cuda (own kernels and cuBLAS). kernels_for(device)
-// picks the table; a build without CUDA gets a stub that throws DeviceError.
+// checks beyond internal assertions. The CPU table lives in ops/cpu (Eigen and plain loops,
+// threaded with core/parallel.h), the CUDA table in ops/cuda (own kernels and cuBLAS).
+// kernels_for(device) picks the table; a build without CUDA gets a stub that throws DeviceError.
 //
 // Conventions for every kernel:
 //   - tensors are contiguous, already allocated with the right shape, dtype and device;
@@ -51,9 +51,9 @@ enum class ReduceOp : uint8_t { Sum, Mean, Max };
 
 enum class BagMode : uint8_t { Sum, Mean };
 
-// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b < batch, row-major, where op(X) = X or X^T.
-// op(A) is [m, k], op(B) is [k, n], C is [m, n]. A stride of 0 reuses one matrix for every batch
-// (a 2-D weight against a batch of inputs). a, b and c share one dtype; F16/BF16 inputs are
+// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b < batch, row-major, where op(X) = X or
+// X^T. op(A) is [m, k], op(B) is [k, n], C is [m, n]. A stride of 0 reuses one matrix for every
+// batch (a 2-D weight against a batch of inputs). a, b and c share one dtype; F16/BF16 inputs are
 // multiplied with float accumulation and the result rounded once.
 struct GemmArgs {
     int64_t batch = 1, m = 0, n = 0, k = 0;
@@ -84,7 +84,7 @@ struct SgdArgs {
 };
 
 class Kernels {
-public:
+  public:
     virtual ~Kernels() = default;
 
     // ---- memory and conversion ------------------------------------------------------------
@@ -135,11 +135,13 @@ public:
                                   int64_t n, int64_t inner, bool log) = 0;
     // Per-row cross-entropy of logits [N, C] with targets [N] (I64) and label smoothing ls:
     //   loss_i = (1 - ls) (lse_i - x_{i,t}) + ls (lse_i - mean_c x_{i,c}), 0 when t = ignore_index
-    // losses [N] and lse [N] (log-sum-exp, kept for backward) are F32 for any logits dtype.
+    // losses [N] and lse [N] (log-sum-exp, kept for backward) are F64 for F64 logits and F32 for
+    // every other dtype. Targets are in [0, C) or equal to ignore_index (checked by the op).
     virtual void cross_entropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
                                Tensor& lse, double label_smoothing, int64_t ignore_index) = 0;
     // gx_{i,c} = g_i ((softmax_{i,c} - (1 - ls) [c = t_i] - ls / C)), 0 rows for ignored targets;
-    // row_grad [N] F32 is dL/dloss_i (the reduction's weight times the upstream gradient).
+    // row_grad [N] (dtype of losses) is dL/dloss_i (the reduction's weight times the upstream
+    // gradient); gx has the logits' dtype.
     virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets,
                                         const Tensor& lse, const Tensor& row_grad, Tensor& gx,
                                         double label_smoothing, int64_t ignore_index) = 0;
@@ -169,7 +171,8 @@ public:
                            int64_t n, int64_t inner) = 0;
 
     // ---- normalisation --------------------------------------------------------------------
-    // x [R, C]: y = (x - mean) * rstd * w + b per row; mean and rstd [R] F32. w/b may be undefined.
+    // x [R, C]: y = (x - mean) * rstd * w + b per row; mean and rstd [R] are F64 for F64 x and F32
+    // otherwise. w/b may be undefined.
     virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                             Tensor& mean, Tensor& rstd, double eps) = 0;
     // gx = rstd (gy w - mean_c(gy w) - xhat mean_c(gy w xhat)); gw += sum_r gy xhat; gb += sum_r

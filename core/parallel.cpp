@@ -34,7 +34,7 @@ int default_threads() {
 }
 
 class ThreadPool {
-public:
+  public:
     explicit ThreadPool(int threads) { start(threads); }
     ~ThreadPool() { stop(); }
 
@@ -74,11 +74,12 @@ public:
         }
     }
 
-private:
+  private:
     void start(int threads) {
         threads_ = threads;
         shutting_down_ = false;
-        for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+        for (int i = 1; i < threads; ++i)
+            workers_.emplace_back([this] { worker_loop(); });
     }
 
     void stop() {
@@ -87,7 +88,8 @@ private:
             shutting_down_ = true;
         }
         wake_.notify_all();
-        for (auto& w : workers_) w.join();
+        for (auto& w : workers_)
+            w.join();
         workers_.clear();
     }
 
@@ -151,10 +153,14 @@ void set_num_threads(int n) {
     if (n != pool().threads()) pool().resize(n);
 }
 
-int get_num_threads() { return pool().threads(); }
+int get_num_threads() {
+    return pool().threads();
+}
 
 namespace detail {
-void parallel_for_impl(int64_t n, int64_t grain, RangeFn fn) { pool().run(n, grain, fn); }
+void parallel_for_impl(int64_t n, int64_t grain, RangeFn fn) {
+    pool().run(n, grain, fn);
+}
 }  // namespace detail
 
 }  // namespace minidl

@@ -38,10 +38,8 @@ void parallel_for(int64_t n, int64_t grain, const F& fn) {
         fn(int64_t{0}, n);
         return;
     }
-    detail::RangeFn erased{[](const void* ctx, int64_t b, int64_t e) {
-                               (*static_cast<const F*>(ctx))(b, e);
-                           },
-                           &fn};
+    detail::RangeFn erased{
+        [](const void* ctx, int64_t b, int64_t e) { (*static_cast<const F*>(ctx))(b, e); }, &fn};
     detail::parallel_for_impl(n, grain, erased);
 }
 
@@ -52,7 +50,8 @@ template <typename F>
 void parallel_blocks(int64_t n, int64_t block, const F& fn) {
     const int64_t nblocks = (n + block - 1) / block;
     parallel_for(nblocks, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) fn(b, b * block, std::min(n, (b + 1) * block));
+        for (int64_t b = b0; b < b1; ++b)
+            fn(b, b * block, std::min(n, (b + 1) * block));
     });
 }
 

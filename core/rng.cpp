@@ -11,7 +11,9 @@ uint64_t Generator::next_u64() {
     return (static_cast<uint64_t>(r.v[0]) << 32) | r.v[1];
 }
 
-double Generator::next_uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+double Generator::next_uniform() {
+    return static_cast<double>(next_u64() >> 11) * 0x1.0p-53;
+}
 
 int64_t Generator::randint(int64_t n) {
     MDL_CHECK(n > 0, ValueError, "Generator::randint: n must be positive, got ", n);
@@ -28,9 +30,11 @@ int64_t Generator::randint(int64_t n) {
 std::vector<int64_t> Generator::randperm(int64_t n) {
     MDL_CHECK(n >= 0, ValueError, "Generator::randperm: n must be non-negative, got ", n);
     std::vector<int64_t> p(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) p[i] = i;
+    for (int64_t i = 0; i < n; ++i)
+        p[i] = i;
     // Fisher-Yates, from the back.
-    for (int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[randint(i + 1)]);
+    for (int64_t i = n - 1; i > 0; --i)
+        std::swap(p[i], p[randint(i + 1)]);
     return p;
 }
 
@@ -39,6 +43,8 @@ Generator& default_generator() {
     return gen;
 }
 
-void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+void manual_seed(uint64_t seed) {
+    default_generator().manual_seed(seed);
+}
 
 }  // namespace minidl

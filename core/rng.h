@@ -15,7 +15,7 @@
 namespace minidl {
 
 class Generator {
-public:
+  public:
     explicit Generator(uint64_t seed = 0) : seed_(seed), offset_(0) {}
 
     // Restarts the sequence from `seed`.
@@ -40,11 +40,11 @@ public:
 
     // Host-side draws (data shuffling, noise in examples); each consumes one counter block.
     uint64_t next_u64();
-    double next_uniform();            // [0, 1), 53 random bits
-    int64_t randint(int64_t n);       // uniform on [0, n), n > 0, unbiased
+    double next_uniform();                     // [0, 1), 53 random bits
+    int64_t randint(int64_t n);                // uniform on [0, n), n > 0, unbiased
     std::vector<int64_t> randperm(int64_t n);  // a uniform random permutation of 0..n-1
 
-private:
+  private:
     uint64_t seed_;
     std::atomic<uint64_t> offset_;
 };

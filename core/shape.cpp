@@ -7,7 +7,8 @@ namespace minidl {
 
 int64_t numel(const Shape& s) {
     int64_t n = 1;
-    for (int64_t d : s) n *= d;
+    for (int64_t d : s)
+        n *= d;
     return n;
 }
 
@@ -55,8 +56,10 @@ std::vector<int64_t> contiguous_strides(const Shape& s) {
 
 DimSplit split_at(const Shape& s, int64_t dim) {
     DimSplit r{1, s.empty() ? 1 : s[dim], 1};
-    for (int64_t i = 0; i < dim; ++i) r.outer *= s[i];
-    for (size_t i = dim + 1; i < s.size(); ++i) r.inner *= s[i];
+    for (int64_t i = 0; i < dim; ++i)
+        r.outer *= s[i];
+    for (size_t i = dim + 1; i < s.size(); ++i)
+        r.inner *= s[i];
     return r;
 }
 

@@ -20,7 +20,8 @@ int64_t numel(const Shape& s);
 // "[2, 3]" — the form every error message uses.
 std::string shape_str(const Shape& s);
 
-// The broadcast of a and b; throws ShapeError naming `op` and both shapes when they don't broadcast.
+// The broadcast of a and b; throws ShapeError naming `op` and both shapes when they don't
+// broadcast.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
 // Maps a possibly negative dim (-1 = last) to [0, ndim); throws IndexError naming `op`.

@@ -19,8 +19,10 @@ const std::string& StateDict::meta(const std::string& key, const char* what) con
 }
 
 void StateDict::merge(const StateDict& other, const std::string& prefix) {
-    for (const auto& [k, v] : other.tensors) tensors[prefix + k] = v;
-    for (const auto& [k, v] : other.metadata) metadata[prefix + k] = v;
+    for (const auto& [k, v] : other.tensors)
+        tensors[prefix + k] = v;
+    for (const auto& [k, v] : other.metadata)
+        metadata[prefix + k] = v;
 }
 
 StateDict StateDict::sub(const std::string& prefix) const {

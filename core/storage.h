@@ -16,7 +16,7 @@
 namespace minidl {
 
 class Storage {
-public:
+  public:
     // Takes nbytes from the device's caching allocator (no memory for nbytes == 0).
     Storage(size_t nbytes, Device device);
     ~Storage();
@@ -30,7 +30,7 @@ public:
     uint64_t version() const { return version_.load(std::memory_order_relaxed); }
     void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 
-private:
+  private:
     void* data_ = nullptr;
     size_t nbytes_ = 0;
     Device device_;

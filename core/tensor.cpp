@@ -30,7 +30,9 @@ void check_inplace(const Tensor& t, const char* op) {
 }
 
 // The kernel table that moves data between two devices: CUDA's when either side is a GPU.
-Kernels& transfer_kernels(Device a, Device b) { return kernels_for(a.is_cuda() ? a : b); }
+Kernels& transfer_kernels(Device a, Device b) {
+    return kernels_for(a.is_cuda() ? a : b);
+}
 
 void check_shape(const Shape& shape, const char* op) {
     for (int64_t d : shape)
@@ -56,8 +58,8 @@ template <typename T>
 Tensor from_host(const std::vector<T>& values, const Shape& shape, DType dtype, Device device) {
     check_shape(shape, "Tensor::from_vector");
     MDL_CHECK(static_cast<int64_t>(values.size()) == numel(shape), ShapeError,
-              "Tensor::from_vector: ", values.size(), " values for shape ", shape_str(shape),
-              " (", numel(shape), " elements)");
+              "Tensor::from_vector: ", values.size(), " values for shape ", shape_str(shape), " (",
+              numel(shape), " elements)");
     Tensor host = Tensor::empty(shape, dtype_of<T>(), Device::cpu());
     if (!values.empty()) std::memcpy(host.data_ptr(), values.data(), values.size() * sizeof(T));
     NoGradGuard no_grad;
@@ -71,8 +73,8 @@ Tensor from_host(const std::vector<T>& values, const Shape& shape, DType dtype, 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     check_shape(shape, "Tensor::empty");
     auto impl = std::make_shared<TensorImpl>();
-    impl->storage =
-        std::make_shared<Storage>(static_cast<size_t>(minidl::numel(shape)) * dtype_size(dtype), device);
+    impl->storage = std::make_shared<Storage>(
+        static_cast<size_t>(minidl::numel(shape)) * dtype_size(dtype), device);
     impl->shape = shape;
     impl->dtype = dtype;
     return Tensor(std::move(impl));
@@ -138,9 +140,15 @@ Tensor Tensor::from_vector(const std::vector<int64_t>& values, const Shape& shap
     return from_host(values, shape, dtype, device);
 }
 
-Tensor Tensor::empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
-Tensor Tensor::zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
-Tensor Tensor::ones_like(const Tensor& t) { return ones(t.shape(), t.dtype(), t.device()); }
+Tensor Tensor::empty_like(const Tensor& t) {
+    return empty(t.shape(), t.dtype(), t.device());
+}
+Tensor Tensor::zeros_like(const Tensor& t) {
+    return zeros(t.shape(), t.dtype(), t.device());
+}
+Tensor Tensor::ones_like(const Tensor& t) {
+    return ones(t.shape(), t.dtype(), t.device());
+}
 
 // ---- metadata -------------------------------------------------------------------------------
 
@@ -151,17 +159,29 @@ const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
 }
 }  // namespace
 
-const Shape& Tensor::shape() const { return checked(impl_).shape; }
-int64_t Tensor::numel() const { return minidl::numel(shape()); }
-DType Tensor::dtype() const { return checked(impl_).dtype; }
-Device Tensor::device() const { return checked(impl_).storage->device(); }
-const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_).storage; }
-int64_t Tensor::storage_offset() const { return checked(impl_).offset; }
+const Shape& Tensor::shape() const {
+    return checked(impl_).shape;
+}
+int64_t Tensor::numel() const {
+    return minidl::numel(shape());
+}
+DType Tensor::dtype() const {
+    return checked(impl_).dtype;
+}
+Device Tensor::device() const {
+    return checked(impl_).storage->device();
+}
+const std::shared_ptr<Storage>& Tensor::storage() const {
+    return checked(impl_).storage;
+}
+int64_t Tensor::storage_offset() const {
+    return checked(impl_).offset;
+}
 
 int64_t Tensor::size(int64_t d) const {
     const int64_t nd = dim();
-    MDL_CHECK(d >= -nd && d < nd, IndexError, "Tensor::size: dim ", d,
-              " out of range for shape ", shape_str(shape()));
+    MDL_CHECK(d >= -nd && d < nd, IndexError, "Tensor::size: dim ", d, " out of range for shape ",
+              shape_str(shape()));
     return shape()[d < 0 ? d + nd : d];
 }
 
@@ -240,8 +260,9 @@ Tensor Tensor::clone() const {
     Tensor out = empty_like(*this);
     if (numel() > 0) kernels_for(device()).copy(*this, out);
     if (autograd::should_record({*this})) {
-        autograd::record("clone", {*this}, out,
-                         [](const Tensor& gy, const std::vector<bool>&) { return std::vector{gy}; });
+        autograd::record("clone", {*this}, out, [](const Tensor& gy, const std::vector<bool>&) {
+            return std::vector{gy};
+        });
     }
     return out;
 }
@@ -296,7 +317,8 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
     const int64_t b = normalize_dim(d1, dim(), "transpose");
     if (a == b || dim() < 2) return *this;
     std::vector<int64_t> perm(dim());
-    for (int64_t i = 0; i < dim(); ++i) perm[i] = i;
+    for (int64_t i = 0; i < dim(); ++i)
+        perm[i] = i;
     std::swap(perm[a], perm[b]);
     Shape out_shape = shape();
     std::swap(out_shape[a], out_shape[b]);
@@ -370,8 +392,9 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
     check_inplace(*this, "add_");
-    MDL_CHECK(other.shape() == shape(), ShapeError, "add_: shapes differ, self=",
-              shape_str(shape()), " other=", shape_str(other.shape()));
+    MDL_CHECK(other.shape() == shape(), ShapeError,
+              "add_: shapes differ, self=", shape_str(shape()),
+              " other=", shape_str(other.shape()));
     MDL_CHECK(other.device() == device(), DeviceError, "add_: devices differ, self=", device(),
               " other=", other.device());
     NoGradGuard no_grad;
@@ -389,7 +412,9 @@ Tensor& Tensor::mul_(double factor) {
     return *this;
 }
 
-void Tensor::bump_version() const { storage()->bump_version(); }
+void Tensor::bump_version() const {
+    storage()->bump_version();
+}
 
 void Tensor::set_data(const Tensor& src) const {
     checked(impl_);
@@ -403,11 +428,15 @@ void Tensor::set_data(const Tensor& src) const {
     impl_->dtype = src.dtype();
     impl_->grad = Tensor();
 }
-uint64_t Tensor::version() const { return storage()->version(); }
+uint64_t Tensor::version() const {
+    return storage()->version();
+}
 
 // ---- autograd ---------------------------------------------------------------------------------
 
-bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
+bool Tensor::requires_grad() const {
+    return checked(impl_).requires_grad;
+}
 
 Tensor& Tensor::set_requires_grad(bool value) {
     MDL_CHECK(is_leaf(), StateError,
@@ -420,7 +449,9 @@ Tensor& Tensor::set_requires_grad(bool value) {
     return *this;
 }
 
-const Tensor& Tensor::grad() const { return checked(impl_).grad; }
+const Tensor& Tensor::grad() const {
+    return checked(impl_).grad;
+}
 
 void Tensor::set_grad(const Tensor& g) const {
     checked(impl_);
@@ -433,8 +464,12 @@ void Tensor::set_grad(const Tensor& g) const {
     impl_->grad = g;
 }
 
-bool Tensor::is_leaf() const { return checked(impl_).grad_fn == nullptr; }
-const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_).grad_fn; }
+bool Tensor::is_leaf() const {
+    return checked(impl_).grad_fn == nullptr;
+}
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+    return checked(impl_).grad_fn;
+}
 void Tensor::retain_grad() const {
     checked(impl_);
     impl_->retains_grad = true;
@@ -449,7 +484,8 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
     if (!t.defined() || t.numel() == 0) return os;
     const std::vector<double> v = t.to_vector<double>();
     os << " {";
-    for (size_t i = 0; i < v.size() && i < 8; ++i) os << (i ? ", " : "") << v[i];
+    for (size_t i = 0; i < v.size() && i < 8; ++i)
+        os << (i ? ", " : "") << v[i];
     if (v.size() > 8) os << ", ...";
     return os << "}";
 }

@@ -1,4 +1,5 @@
-// core/tensor.h — the Tensor handle: a shared pointer to a contiguous n-d buffer plus autograd state.
+// core/tensor.h — the Tensor handle: a shared pointer to a contiguous n-d buffer plus autograd
+// state.
 //
 // A Tensor is cheap to copy (it is a std::shared_ptr<TensorImpl>); copies alias the same tensor.
 // Memory is always contiguous, row-major. view()/reshape() and detach() share storage (and its
@@ -30,13 +31,15 @@ class Generator;
 struct TensorImpl;
 
 class Tensor {
-public:
+  public:
     Tensor() = default;  // an undefined tensor: defined() is false
     explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
     // ---- factories ------------------------------------------------------------------------
-    static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
-    static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
+    static Tensor empty(const Shape& shape, DType dtype = DType::F32,
+                        Device device = Device::cpu());
+    static Tensor zeros(const Shape& shape, DType dtype = DType::F32,
+                        Device device = Device::cpu());
     static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
     static Tensor full(const Shape& shape, double value, DType dtype = DType::F32,
                        Device device = Device::cpu());
@@ -148,7 +151,7 @@ public:
     TensorImpl* impl() const { return impl_.get(); }
     const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
-private:
+  private:
     std::shared_ptr<TensorImpl> impl_;
 };
 

@@ -39,18 +39,44 @@ Tensor sigmoid(const Tensor& x);
 // min(max(x, lo), hi) elementwise against tensors broadcast to x's shape (AWP's trust region).
 Tensor clamp(const Tensor& x, const Tensor& lo, const Tensor& hi);
 
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
-inline Tensor operator-(const Tensor& a, double s) { return sub(a, s); }
-inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
-inline Tensor operator/(const Tensor& a, double s) { return div(a, s); }
-inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
-inline Tensor operator-(double s, const Tensor& a) { return rsub(s, a); }
-inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
-inline Tensor operator/(double s, const Tensor& a) { return rdiv(s, a); }
-inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator+(const Tensor& a, const Tensor& b) {
+    return add(a, b);
+}
+inline Tensor operator-(const Tensor& a, const Tensor& b) {
+    return sub(a, b);
+}
+inline Tensor operator*(const Tensor& a, const Tensor& b) {
+    return mul(a, b);
+}
+inline Tensor operator/(const Tensor& a, const Tensor& b) {
+    return div(a, b);
+}
+inline Tensor operator+(const Tensor& a, double s) {
+    return add(a, s);
+}
+inline Tensor operator-(const Tensor& a, double s) {
+    return sub(a, s);
+}
+inline Tensor operator*(const Tensor& a, double s) {
+    return mul(a, s);
+}
+inline Tensor operator/(const Tensor& a, double s) {
+    return div(a, s);
+}
+inline Tensor operator+(double s, const Tensor& a) {
+    return add(a, s);
+}
+inline Tensor operator-(double s, const Tensor& a) {
+    return rsub(s, a);
+}
+inline Tensor operator*(double s, const Tensor& a) {
+    return mul(a, s);
+}
+inline Tensor operator/(double s, const Tensor& a) {
+    return rdiv(s, a);
+}
+inline Tensor operator-(const Tensor& x) {
+    return neg(x);
+}
 
 }  // namespace minidl

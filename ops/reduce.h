@@ -2,7 +2,9 @@
 //
 //   sum:  y = sum_j x_j               dx_j = dy (broadcast back over the reduced dim)
 //   mean: y = sum_j x_j / n           dx_j = dy / n
-//   max:  y = max_j x_j               dx_j = dy at the first argmax, 0 elsewhere
+//   max:  y = max_j x_j               dx_j = dy / m for the m elements equal to the max (ties
+//                                      share the gradient, PyTorch's amax rule), 0 elsewhere
+//   (max_with_indices returns the FIRST argmax as the index.)
 // keepdim keeps the reduced dim with size 1. The result has the input's dtype; 16-bit inputs are
 // accumulated in float.
 #pragma once

@@ -20,10 +20,18 @@ using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 template <typename F>
 void dispatch_float(DType dtype, const char* op, F&& body) {
     switch (dtype) {
-        case DType::F32: body(float{}); return;
-        case DType::F64: body(double{}); return;
-        case DType::F16: body(Eigen::half{}); return;
-        case DType::BF16: body(Eigen::bfloat16{}); return;
+        case DType::F32:
+            body(float{});
+            return;
+        case DType::F64:
+            body(double{});
+            return;
+        case DType::F16:
+            body(Eigen::half{});
+            return;
+        case DType::BF16:
+            body(Eigen::bfloat16{});
+            return;
         default:
             throw DTypeError(detail::concat(op, ": expected a floating dtype, got ", dtype));
     }

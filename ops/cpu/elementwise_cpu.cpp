@@ -26,25 +26,40 @@ constexpr double kGeluCubic = 0.044715;
 template <typename A>
 inline A unary_value(UnaryOp op, A x, A alpha) {
     switch (op) {
-        case UnaryOp::Neg: return -x;
-        case UnaryOp::Exp: return std::exp(x);
-        case UnaryOp::Log: return std::log(x);
-        case UnaryOp::Sqrt: return std::sqrt(x);
-        case UnaryOp::Abs: return std::abs(x);
-        case UnaryOp::Relu: return x > A(0) ? x : A(0);
-        case UnaryOp::GeluErf: return A(0.5) * x * (A(1) + std::erf(x * A(kInvSqrt2)));
+        case UnaryOp::Neg:
+            return -x;
+        case UnaryOp::Exp:
+            return std::exp(x);
+        case UnaryOp::Log:
+            return std::log(x);
+        case UnaryOp::Sqrt:
+            return std::sqrt(x);
+        case UnaryOp::Abs:
+            return std::abs(x);
+        case UnaryOp::Relu:
+            return x > A(0) ? x : A(0);
+        case UnaryOp::GeluErf:
+            return A(0.5) * x * (A(1) + std::erf(x * A(kInvSqrt2)));
         case UnaryOp::GeluTanh: {
             const A u = A(kSqrt2OverPi) * (x + A(kGeluCubic) * x * x * x);
             return A(0.5) * x * (A(1) + std::tanh(u));
         }
-        case UnaryOp::Tanh: return std::tanh(x);
-        case UnaryOp::Sigmoid: return A(1) / (A(1) + std::exp(-x));
-        case UnaryOp::AddScalar: return x + alpha;
-        case UnaryOp::MulScalar: return x * alpha;
-        case UnaryOp::DivScalar: return x / alpha;
-        case UnaryOp::RDivScalar: return alpha / x;
-        case UnaryOp::PowScalar: return std::pow(x, alpha);
-        case UnaryOp::RSubScalar: return alpha - x;
+        case UnaryOp::Tanh:
+            return std::tanh(x);
+        case UnaryOp::Sigmoid:
+            return A(1) / (A(1) + std::exp(-x));
+        case UnaryOp::AddScalar:
+            return x + alpha;
+        case UnaryOp::MulScalar:
+            return x * alpha;
+        case UnaryOp::DivScalar:
+            return x / alpha;
+        case UnaryOp::RDivScalar:
+            return alpha / x;
+        case UnaryOp::PowScalar:
+            return std::pow(x, alpha);
+        case UnaryOp::RSubScalar:
+            return alpha - x;
     }
     return x;
 }
@@ -53,12 +68,18 @@ inline A unary_value(UnaryOp op, A x, A alpha) {
 template <typename A>
 inline A unary_grad(UnaryOp op, A x, A y, A gy, A alpha) {
     switch (op) {
-        case UnaryOp::Neg: return -gy;
-        case UnaryOp::Exp: return gy * y;
-        case UnaryOp::Log: return gy / x;
-        case UnaryOp::Sqrt: return gy / (A(2) * y);
-        case UnaryOp::Abs: return x > A(0) ? gy : (x < A(0) ? -gy : A(0));
-        case UnaryOp::Relu: return x > A(0) ? gy : A(0);
+        case UnaryOp::Neg:
+            return -gy;
+        case UnaryOp::Exp:
+            return gy * y;
+        case UnaryOp::Log:
+            return gy / x;
+        case UnaryOp::Sqrt:
+            return gy / (A(2) * y);
+        case UnaryOp::Abs:
+            return x > A(0) ? gy : (x < A(0) ? -gy : A(0));
+        case UnaryOp::Relu:
+            return x > A(0) ? gy : A(0);
         case UnaryOp::GeluErf: {
             const A cdf = A(0.5) * (A(1) + std::erf(x * A(kInvSqrt2)));
             const A pdf = A(kInvSqrt2Pi) * std::exp(A(-0.5) * x * x);
@@ -71,16 +92,23 @@ inline A unary_grad(UnaryOp op, A x, A y, A gy, A alpha) {
             const A du = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluCubic) * x2);
             return gy * (A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du);
         }
-        case UnaryOp::Tanh: return gy * (A(1) - y * y);
-        case UnaryOp::Sigmoid: return gy * y * (A(1) - y);
-        case UnaryOp::AddScalar: return gy;
-        case UnaryOp::MulScalar: return gy * alpha;
-        case UnaryOp::DivScalar: return gy / alpha;
-        case UnaryOp::RDivScalar: return -gy * alpha / (x * x);
+        case UnaryOp::Tanh:
+            return gy * (A(1) - y * y);
+        case UnaryOp::Sigmoid:
+            return gy * y * (A(1) - y);
+        case UnaryOp::AddScalar:
+            return gy;
+        case UnaryOp::MulScalar:
+            return gy * alpha;
+        case UnaryOp::DivScalar:
+            return gy / alpha;
+        case UnaryOp::RDivScalar:
+            return -gy * alpha / (x * x);
         case UnaryOp::PowScalar:
             // PyTorch: d/dx x^0 = 0 everywhere (also at x = 0).
             return alpha == A(0) ? A(0) : gy * alpha * std::pow(x, alpha - A(1));
-        case UnaryOp::RSubScalar: return -gy;
+        case UnaryOp::RSubScalar:
+            return -gy;
     }
     return gy;
 }
@@ -88,14 +116,21 @@ inline A unary_grad(UnaryOp op, A x, A y, A gy, A alpha) {
 template <typename A>
 inline A binary_value(BinaryOp op, A a, A b) {
     switch (op) {
-        case BinaryOp::Add: return a + b;
-        case BinaryOp::Sub: return a - b;
-        case BinaryOp::Mul: return a * b;
-        case BinaryOp::Div: return a / b;
+        case BinaryOp::Add:
+            return a + b;
+        case BinaryOp::Sub:
+            return a - b;
+        case BinaryOp::Mul:
+            return a * b;
+        case BinaryOp::Div:
+            return a / b;
         // NaN propagates, as in PyTorch's maximum/minimum.
-        case BinaryOp::Maximum: return (a != a || a >= b) ? a : b;
-        case BinaryOp::Minimum: return (a != a || a <= b) ? a : b;
-        case BinaryOp::GreaterEqual: return a >= b ? A(1) : A(0);
+        case BinaryOp::Maximum:
+            return (a != a || a >= b) ? a : b;
+        case BinaryOp::Minimum:
+            return (a != a || a <= b) ? a : b;
+        case BinaryOp::GreaterEqual:
+            return a >= b ? A(1) : A(0);
     }
     return a;
 }
@@ -179,7 +214,8 @@ void CpuKernels::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& o
         const int64_t last = nd ? os[nd - 1] : 1;
         const int64_t rows = last ? n / last : 0;
         const int64_t la = nd ? sa[nd - 1] : 0, lb = nd ? sb[nd - 1] : 0;
-        const int64_t grain_rows = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(last, 1));
+        const int64_t grain_rows =
+            std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(last, 1));
         parallel_for(rows, grain_rows, [&](int64_t r0, int64_t r1) {
             for (int64_t r = r0; r < r1; ++r) {
                 // Offsets of row r in a and b: decompose r over the outer dims.
@@ -226,7 +262,8 @@ void CpuKernels::sum_to(const Tensor& x, Tensor& out) {
                 idx[d] = 0;
             }
         }
-        for (int64_t i = 0; i < on; ++i) po[i] = static_cast<T>(acc[i]);
+        for (int64_t i = 0; i < on; ++i)
+            po[i] = static_cast<T>(acc[i]);
     });
 }
 

@@ -50,7 +50,8 @@ void CpuKernels::cast(const Tensor& src, Tensor& dst) {
             const S* ps = src.raw<S>();
             D* pd = dst.raw<D>();
             parallel_for(src.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
-                for (int64_t i = b; i < e; ++i) pd[i] = convert<D>(ps[i]);
+                for (int64_t i = b; i < e; ++i)
+                    pd[i] = convert<D>(ps[i]);
             });
         });
     });
@@ -62,7 +63,8 @@ void CpuKernels::fill(Tensor& out, double value) {
         const T v = convert<T>(value);
         T* p = out.raw<T>();
         parallel_for(out.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) p[i] = v;
+            for (int64_t i = b; i < e; ++i)
+                p[i] = v;
         });
     });
 }
@@ -90,7 +92,8 @@ void CpuKernels::strided_copy(const Tensor& src, int64_t src_offset, int64_t src
                 T* d = pd + o * dst_stride;
                 if (accumulate) {
                     if constexpr (std::is_same_v<T, int64_t>) {
-                        for (int64_t j = 0; j < len; ++j) d[j] += s[j];
+                        for (int64_t j = 0; j < len; ++j)
+                            d[j] += s[j];
                     } else {
                         for (int64_t j = 0; j < len; ++j)
                             d[j] = static_cast<T>(static_cast<cpu::acc_t<T>>(d[j]) +
@@ -113,7 +116,8 @@ void CpuKernels::permute(const Tensor& x, Tensor& out, const std::vector<int64_t
         const std::vector<int64_t> xstrides = contiguous_strides(x.shape());
         // Stride in x of each output dim.
         std::vector<int64_t> st(nd);
-        for (size_t i = 0; i < nd; ++i) st[i] = xstrides[perm[i]];
+        for (size_t i = 0; i < nd; ++i)
+            st[i] = xstrides[perm[i]];
         const Shape& os = out.shape();
         parallel_for(out.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
             // Multi-index of element b, then walk forward tracking the x offset.

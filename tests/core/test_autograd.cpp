@@ -30,7 +30,8 @@ TEST_CASE("core/autograd: a tensor used twice sums its gradients (diamond graph)
     Tensor y = a * b + a;  // dy/dx = 3 e^x + 3x e^x + 3
     y.backward(Tensor::ones({2}, DType::F64));
     std::vector<double> expected;
-    for (double v : {0.5, -1.5}) expected.push_back(3 * std::exp(v) + 3 * v * std::exp(v) + 3);
+    for (double v : {0.5, -1.5})
+        expected.push_back(3 * std::exp(v) + 3 * v * std::exp(v) + 3);
     check_close(x.grad(), expected, 1e-12, 1e-12, "diamond");
 }
 

@@ -85,8 +85,10 @@ TEST_CASE("core/tensor: rand and randn are reproducible from the seed") {
     CHECK_FALSE(bitwise_equal(a, c));
     const std::vector<double> v = a.to_vector<double>();
     double mean = 0, var = 0;
-    for (double x : v) mean += x / v.size();
-    for (double x : v) var += (x - mean) * (x - mean) / v.size();
+    for (double x : v)
+        mean += x / v.size();
+    for (double x : v)
+        var += (x - mean) * (x - mean) / v.size();
     CHECK(std::abs(mean) < 0.1);
     CHECK(std::abs(var - 1.0) < 0.15);
     Tensor u = Tensor::rand({1000}, &g1, DType::F32, Device::cpu(), -2.0, 3.0);

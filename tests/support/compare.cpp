@@ -54,8 +54,7 @@ double check_close(const Tensor& actual, const std::vector<double>& expected, do
 
 double check_close(const Tensor& actual, const Tensor& expected, double rtol, double atol,
                    const std::string& what) {
-    INFO(what << ": shapes " << shape_str(actual.shape()) << " vs "
-              << shape_str(expected.shape()));
+    INFO(what << ": shapes " << shape_str(actual.shape()) << " vs " << shape_str(expected.shape()));
     CHECK(actual.shape() == expected.shape());
     return check_close(actual.to_vector<double>(), expected.to_vector<double>(), rtol, atol, what);
 }

@@ -13,11 +13,14 @@ json load_fixture(const std::string& name) {
     return json::parse(in);
 }
 
-Shape shape_from_json(const json& j) { return j.at("shape").get<Shape>(); }
+Shape shape_from_json(const json& j) {
+    return j.at("shape").get<Shape>();
+}
 
 std::vector<double> values_from_json(const json& j) {
     std::vector<double> v;
-    for (const auto& x : j.at("data")) v.push_back(x.get<double>());
+    for (const auto& x : j.at("data"))
+        v.push_back(x.get<double>());
     return v;
 }
 
@@ -31,7 +34,8 @@ Tensor tensor_from_json(const json& j, DType as, Device device) {
     const Shape shape = shape_from_json(j);
     if (j.at("dtype").get<std::string>() == "i64") {
         std::vector<int64_t> v;
-        for (const auto& x : j.at("data")) v.push_back(x.get<int64_t>());
+        for (const auto& x : j.at("data"))
+            v.push_back(x.get<int64_t>());
         return Tensor::from_vector(v, shape, as, device);
     }
     return Tensor::from_vector(values_from_json(j), shape, as, device);
