@@ -21,6 +21,7 @@
 // other's NoGradGuard.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>

@@ -4,6 +4,7 @@
 // kind: creating a tensor there throws DeviceError("built without CUDA; ...").
 #pragma once
 
+#include <cstdint>
 #include <ostream>
 #include <string>
 

@@ -9,10 +9,11 @@
 //
 // F16/BF16: A and B are widened to float, multiplied with float accumulation, and C is rounded
 // once — what autocast promises (and what cuBLAS does with CUBLAS_COMPUTE_32F).
-// GCC 12 reports a false "may be used uninitialized" inside its own AVX-512 intrinsics when it
+// GCC 12 reports a false "(may be) used uninitialized" inside its own AVX-512 intrinsics when it
 // inlines Eigen's GEMM packing routines (-march=native on AVX-512 machines); silence it for this
 // file only, where Eigen's GEMM is instantiated.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <Eigen/Core>
 #include <vector>

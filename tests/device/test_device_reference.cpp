@@ -1,6 +1,7 @@
-// tests/ops/test_reference_ops.cpp — every op_* case of tests/fixtures (values computed by
-// PyTorch 1.13, see tests/fixtures/make_fixtures.py): forward value and the gradient of
-// sum(output * upstream) for each floating input, in F32.
+// tests/device/test_device_reference.cpp — every op_* case of tests/fixtures (values computed by
+// PyTorch 1.13, see tests/fixtures/make_fixtures.py) on test_device(): forward value and the
+// gradient of sum(output * upstream) for each floating input, in F32. Runs on the CPU in
+// minidl_tests and on CUDA in minidl_gpu_tests.
 //
 // Tolerance: rtol 1e-5, atol 1e-6 — the fixtures are f32 results themselves, so agreement is
 // limited by f32 rounding of both computations (different summation orders differ by a few ulp).
@@ -11,6 +12,7 @@
 
 #include "ops/ops.h"
 #include "tests/support/compare.h"
+#include "tests/support/device.h"
 #include "tests/support/fixtures.h"
 
 using namespace minidl;
@@ -70,19 +72,21 @@ const std::map<std::string, OpFn>& cases() {
 
 }  // namespace
 
-TEST_CASE("ops/reference: every op fixture matches PyTorch (forward and gradients)") {
+TEST_CASE("device/reference: every op fixture matches PyTorch (forward and gradients)") {
+    const Device device = minidl::test::test_device();
     for (const auto& [name, fn] : cases()) {
         SUBCASE(name.c_str()) {
             const json fx = load_fixture(name);
             std::vector<Tensor> inputs;
             for (const auto& j : fx.at("inputs"))
-                inputs.push_back(tensor_from_json(j, DType::F32).set_requires_grad());
+                inputs.push_back(tensor_from_json(j, DType::F32, device).set_requires_grad());
             const json ints = fx.contains("int_inputs") ? fx.at("int_inputs") : json::object();
             Tensor out = fn(inputs, ints);
             const double fwd =
                 check_close(out, values_from_json(fx.at("output")), 1e-5, 1e-6, name + " forward");
             CHECK(out.shape() == minidl::test::shape_from_json(fx.at("output")));
-            out.backward(tensor_from_json(fx.at("upstream"), DType::F32));
+            CHECK(out.device() == device);
+            out.backward(tensor_from_json(fx.at("upstream"), DType::F32, device));
             double worst = fwd;
             for (size_t i = 0; i < inputs.size(); ++i) {
                 REQUIRE(inputs[i].grad().defined());
@@ -90,7 +94,7 @@ TEST_CASE("ops/reference: every op fixture matches PyTorch (forward and gradient
                     worst, check_close(inputs[i].grad(), values_from_json(fx.at("input_grads")[i]),
                                        1e-5, 1e-6, name + " grad of input " + std::to_string(i)));
             }
-            MESSAGE(name << ": max relative error " << worst);
+            MESSAGE(name << " on " << device.str() << ": max relative error " << worst);
         }
     }
 }

@@ -1,0 +1,50 @@
+// ops/cuda/cuda_check.h — turning CUDA runtime and cuBLAS status codes into exceptions.
+//
+//   MDL_CUDA_CHECK(cudaMemcpyAsync(...));     throws DeviceError on anything but cudaSuccess
+//   MDL_CUBLAS_CHECK(cublasGemmEx(...));      throws DeviceError on anything but SUCCESS
+//
+// The message names the call as written, the library's error name and string, and the file and
+// line: "cudaSetDevice(7) failed: cudaErrorInvalidDevice (invalid device ordinal) at
+// ops/cuda/cuda_runtime.cu:42". Kernel launches report their errors through the next runtime call,
+// so every launch is followed by MDL_CUDA_CHECK(cudaGetLastError()). Both macros are single
+// statements (do { } while (0)).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "core/check.h"
+
+namespace minidl::cuda_detail {
+
+// Also resets the runtime's "last error" (cudaGetLastError), so that a failed call that the caller
+// recovers from is not reported again by the next launch check.
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* call, const char* file,
+                                          int line) {
+    (void)cudaGetLastError();
+    throw DeviceError(detail::concat(call, " failed: ", cudaGetErrorName(err), " (",
+                                     cudaGetErrorString(err), ") at ", file, ":", line));
+}
+
+[[noreturn]] inline void throw_cublas_error(cublasStatus_t status, const char* call,
+                                            const char* file, int line) {
+    throw DeviceError(detail::concat(call, " failed: ", cublasGetStatusName(status), " (",
+                                     cublasGetStatusString(status), ") at ", file, ":", line));
+}
+
+}  // namespace minidl::cuda_detail
+
+#define MDL_CUDA_CHECK(expr)                                                                      \
+    do {                                                                                          \
+        const cudaError_t mdl_cuda_status_ = (expr);                                              \
+        if (mdl_cuda_status_ != cudaSuccess)                                                      \
+            ::minidl::cuda_detail::throw_cuda_error(mdl_cuda_status_, #expr, __FILE__, __LINE__); \
+    } while (0)
+
+#define MDL_CUBLAS_CHECK(expr)                                                             \
+    do {                                                                                   \
+        const cublasStatus_t mdl_cublas_status_ = (expr);                                  \
+        if (mdl_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                   \
+            ::minidl::cuda_detail::throw_cublas_error(mdl_cublas_status_, #expr, __FILE__, \
+                                                      __LINE__);                           \
+    } while (0)

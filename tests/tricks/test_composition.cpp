@@ -1,0 +1,217 @@
+// tests/tricks/test_composition.cpp — the tricks compose: every combination of
+// {none, FGM, PGD} x EMA x SWA x AMP-f16 x accumulation (48) trains the tiny model through
+// tricks::train_step, and the invariants hold; plus FreeLB and AWP, the invariances (FGM with
+// epsilon 0 = plain training, bitwise; accumulation = big batch), and skipped steps that skip
+// everything.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "optim/adam.h"
+#include "optim/lr_scheduler.h"
+#include "tests/support/compare.h"
+#include "tests/support/tiny_model.h"
+#include "tricks/amp.h"
+#include "tricks/awp.h"
+#include "tricks/ema.h"
+#include "tricks/fgm.h"
+#include "tricks/freelb.h"
+#include "tricks/pgd.h"
+#include "tricks/swa.h"
+#include "tricks/train_step.h"
+
+using namespace minidl;
+using namespace minidl::test;
+
+namespace {
+
+// A fixed, learnable task: 16 bags of ids over a vocabulary of 20; label 1 iff the bag holds more
+// ids >= 10 than < 10.
+struct Task {
+    std::vector<std::vector<int64_t>> bags;
+    std::vector<int64_t> labels;
+    Task() {
+        Generator g(99);
+        for (int i = 0; i < 16; ++i) {
+            const int64_t len = 2 + g.randint(5);
+            std::vector<int64_t> bag;
+            int high = 0;
+            for (int64_t j = 0; j < len; ++j) {
+                bag.push_back(g.randint(20));
+                high += bag.back() >= 10;
+            }
+            bags.push_back(bag);
+            labels.push_back(2 * high > len ? 1 : 0);
+        }
+    }
+    // The mean loss of samples [begin, end).
+    Tensor loss(TinyModel& net, int64_t begin, int64_t end) const {
+        std::vector<int64_t> ids, offsets, y;
+        for (int64_t i = begin; i < end; ++i) {
+            offsets.push_back(static_cast<int64_t>(ids.size()));
+            ids.insert(ids.end(), bags[i].begin(), bags[i].end());
+            y.push_back(labels[i]);
+        }
+        const int64_t n = end - begin;
+        return cross_entropy(
+            net.forward(Tensor::from_vector(ids, {static_cast<int64_t>(ids.size())}),
+                        Tensor::from_vector(offsets, {n})),
+            Tensor::from_vector(y, {n}));
+    }
+};
+
+enum class Adversary { None, FGM, PGD, FreeLB, AWP };
+
+struct Combo {
+    Adversary adversary = Adversary::None;
+    bool ema = false, swa = false, amp = false;
+    int64_t accum = 1;
+    std::string str() const {
+        const char* adv[] = {"none", "fgm", "pgd", "freelb", "awp"};
+        return std::string(adv[static_cast<int>(adversary)]) + (ema ? "+ema" : "") +
+               (swa ? "+swa" : "") + (amp ? "+amp_f16" : "") +
+               (accum > 1 ? "+accum" + std::to_string(accum) : "");
+    }
+};
+
+struct RunResult {
+    std::vector<double> losses;
+    std::vector<Tensor> weights;
+    int64_t steps_taken = 0, ema_updates = 0, swa_averaged = 0;
+    bool attacks_restored = true;
+    double final_lr = 0;
+};
+
+// Trains `steps` steps of the whole task (batch 16) with the combination; one SWA update per
+// step from step 4 on.
+// With overflow_step >= 0 that step's loss is multiplied by 1e30: under f16 autocast its
+// gradients overflow.
+RunResult run(const Combo& combo, int steps, double fgm_epsilon = 0.5, int overflow_step = -1) {
+    manual_seed(5);
+    TinyModel net;
+    const Task task;
+    optim::Adam opt(net.parameters(), {.lr = 0.05});
+    tricks::FGM fgm(net, {.epsilon = fgm_epsilon});
+    tricks::PGD pgd(net, {.epsilon = 0.5, .alpha = 0.2, .steps = 3});
+    tricks::FreeLB freelb(*net.embedding, {.steps = 2, .adv_lr = 0.1, .init_mag = 0.3});
+    tricks::AWP awp(net, {.adv_lr = 0.5, .adv_eps = 0.01});
+    tricks::EMA ema(net, {.decay = 0.9, .optimizer = &opt});
+    tricks::AveragedModel swa(net, {}, &opt);
+    amp::GradScaler scaler({.init_scale = 1024.0});
+    optim::StepLR sched(opt, 5, 0.5);
+
+    tricks::TrainStepConfig cfg;
+    cfg.optimizer = &opt;
+    cfg.fgm = combo.adversary == Adversary::FGM ? &fgm : nullptr;
+    cfg.pgd = combo.adversary == Adversary::PGD ? &pgd : nullptr;
+    cfg.freelb = combo.adversary == Adversary::FreeLB ? &freelb : nullptr;
+    cfg.awp = combo.adversary == Adversary::AWP ? &awp : nullptr;
+    cfg.ema = combo.ema ? &ema : nullptr;
+    cfg.scheduler = &sched;
+    cfg.accum_steps = combo.accum;
+    if (combo.amp) {
+        cfg.autocast = DType::F16;
+        cfg.scaler = &scaler;
+    }
+
+    RunResult r;
+    for (int s = 0; s < steps; ++s) {
+        const Tensor emb_before = net.embedding->weight.clone();
+        const int64_t steps_before = opt.step_count();
+        const tricks::StepResult out =
+            tricks::train_step(cfg, 16, [&](int64_t b, int64_t e) {
+                const Tensor loss = task.loss(net, b, e);
+                return s == overflow_step ? loss * 1e30 : loss;
+            });
+        r.losses.push_back(out.loss);
+        if (!out.stepped) {
+            // A skipped step advances nothing and leaves the weights as they were.
+            r.attacks_restored = r.attacks_restored && opt.step_count() == steps_before &&
+                                 bitwise_equal(net.embedding->weight, emb_before);
+        }
+        if (combo.swa && s >= 4) swa.update_parameters(net);
+    }
+    r.steps_taken = opt.step_count();
+    r.ema_updates = ema.num_updates();
+    r.swa_averaged = swa.n_averaged();
+    r.final_lr = opt.param_groups()[0].lr;
+    for (const Tensor& p : net.parameters()) r.weights.push_back(p.clone());
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("tricks/composition: all 48 combinations train and keep their invariants") {
+    int combos = 0;
+    for (Adversary adv : {Adversary::None, Adversary::FGM, Adversary::PGD})
+        for (bool ema : {false, true})
+            for (bool swa : {false, true})
+                for (bool amp : {false, true})
+                    for (int64_t accum : {1, 2}) {
+                        const Combo combo{adv, ema, swa, amp, accum};
+                        CAPTURE(combo.str());
+                        const int steps = 12;
+                        const RunResult r = run(combo, steps);
+                        ++combos;
+                        for (double l : r.losses) CHECK(std::isfinite(l));
+                        CHECK(r.losses.back() < r.losses.front());  // it learns
+                        CHECK(r.attacks_restored);
+                        // Every stepped step updated EMA once; SWA once per step from step 4.
+                        CHECK(r.ema_updates == (ema ? r.steps_taken : 0));
+                        if (swa) CHECK(r.swa_averaged == steps - 4);
+                        if (!amp) CHECK(r.steps_taken == steps);
+                        if (amp) CHECK(r.steps_taken >= steps - 2);  // the scale may back off
+                    }
+    CHECK(combos == 48);
+}
+
+TEST_CASE("tricks/composition: FreeLB and AWP train through train_step too") {
+    for (Adversary adv : {Adversary::FreeLB, Adversary::AWP})
+        for (bool amp : {false, true})
+            for (int64_t accum : {1, 2}) {
+                const Combo combo{adv, true, true, amp, accum};
+                CAPTURE(combo.str());
+                const RunResult r = run(combo, 12);
+                for (double l : r.losses) CHECK(std::isfinite(l));
+                CHECK(r.losses.back() < r.losses.front());
+                CHECK(r.attacks_restored);
+            }
+}
+
+TEST_CASE("tricks/composition: FGM with epsilon 0 is plain training, bitwise") {
+    const RunResult plain = run({Adversary::None}, 8);
+    const RunResult fgm0 = run({Adversary::FGM}, 8, /*fgm_epsilon=*/0.0);
+    REQUIRE(plain.weights.size() == fgm0.weights.size());
+    for (size_t i = 0; i < plain.weights.size(); ++i)
+        CHECK(bitwise_equal(plain.weights[i], fgm0.weights[i]));
+    CHECK(plain.losses == fgm0.losses);
+}
+
+TEST_CASE("tricks/composition: accumulation equals the big batch for every adversary") {
+    for (Adversary adv : {Adversary::None, Adversary::FGM, Adversary::PGD, Adversary::AWP}) {
+        const Combo big{adv}, split{adv, false, false, false, 2};
+        CAPTURE(big.str());
+        const RunResult a = run(big, 6), b = run(split, 6);
+        // Not bitwise: the micro-batch sums are added in another order. The attacks differ too
+        // (each micro-batch has its own direction), except for the plain step.
+        for (size_t i = 0; i < a.weights.size(); ++i) {
+            if (adv == Adversary::None)
+                check_close(b.weights[i], a.weights[i], 1e-4, 1e-6, "accumulated = big batch");
+        }
+        CHECK(b.losses.size() == a.losses.size());
+    }
+}
+
+TEST_CASE("tricks/composition: an overflow skips the optimizer, EMA, SWA and the schedule") {
+    for (Adversary adv : {Adversary::None, Adversary::FGM, Adversary::PGD}) {
+        const Combo combo{adv, true, true, true, 2};
+        CAPTURE(combo.str());
+        const RunResult clean = run(combo, 7);
+        const RunResult r = run(combo, 8, 0.5, /*overflow_step=*/5);
+        CHECK(r.attacks_restored);  // the skipped step left the weights alone
+        CHECK(r.steps_taken == 7);
+        CHECK(r.ema_updates == 7);
+        CHECK(r.swa_averaged == 3);  // steps 4..7, one of them skipped
+        CHECK(r.final_lr == clean.final_lr);  // the schedule saw 7 steps, not 8
+    }
+}

@@ -1,0 +1,135 @@
+// tests/tricks/test_swa.cpp — SWA against PyTorch: the running equal average
+// (swa_averaged_model.json), SWALR's cos/linear annealing (lr_swalr_*.json), update_bn, the
+// torchcontrib-style swap, and invariances (the average of a constant is the constant).
+#include <doctest/doctest.h>
+
+#include "nn/batch_norm.h"
+#include "nn/linear.h"
+#include "optim/sgd.h"
+#include "tests/support/compare.h"
+#include "tests/support/tiny_model.h"
+#include "tricks/swa.h"
+
+using namespace minidl;
+using namespace minidl::test;
+
+namespace {
+struct BareLinear : nn::Cloneable<BareLinear> {
+    BareLinear() { reset(); }
+    void reset() override {
+        fc = register_module("fc", std::make_shared<nn::Linear>(3, 2, /*bias=*/false));
+    }
+    std::shared_ptr<nn::Linear> fc;
+};
+
+struct WithBatchNorm : nn::Cloneable<WithBatchNorm, nn::UnaryModule> {
+    WithBatchNorm() { reset(); }
+    void reset() override {
+        fc = register_module("fc", std::make_shared<nn::Linear>(4, 3));
+        bn = register_module("bn", std::make_shared<nn::BatchNorm1d>(3));
+    }
+    Tensor forward(const Tensor& x) override { return bn->forward(fc->forward(x)); }
+    std::shared_ptr<nn::Linear> fc;
+    std::shared_ptr<nn::BatchNorm1d> bn;
+};
+}  // namespace
+
+TEST_CASE("tricks/swa: AveragedModel keeps PyTorch's running equal average") {
+    const json fx = load_fixture("swa_averaged_model");
+    BareLinear m;
+    tricks::AveragedModel swa(m);
+    for (const auto& snap : fx.at("snapshots")) {
+        {
+            NoGradGuard no_grad;
+            m.fc->weight.copy_(tensor_from_json(snap));
+        }
+        CHECK(swa.update_parameters(m));
+    }
+    CHECK(swa.n_averaged() == fx.at("n_averaged").get<int64_t>());
+    const double err = check_close(swa.module().state_dict().at("fc.weight"),
+                                   values_from_json(fx.at("average")), 1e-5, 1e-6, "average");
+    MESSAGE("swa_averaged_model: max relative error " << err);
+}
+
+TEST_CASE("tricks/swa: SWALR anneals like PyTorch (cos and linear)") {
+    for (const auto& [name, strategy] :
+         {std::pair{"lr_swalr_cos_anneal4_swalr0.05", tricks::AnnealStrategy::Cos},
+          std::pair{"lr_swalr_linear_anneal4_swalr0.05", tricks::AnnealStrategy::Linear}}) {
+        SUBCASE(name) {
+            const json fx = load_fixture(name);
+            Tensor p = Tensor::zeros({1}).set_requires_grad();
+            optim::SGD opt({p}, {.lr = fx.at("base_lr")});
+            tricks::SWALR sched(opt, {.swa_lr = 0.05, .anneal_epochs = 4,
+                                      .anneal_strategy = strategy});
+            std::vector<double> lrs;
+            for (size_t i = 0; i < fx.at("lr_before_each_step").size(); ++i) {
+                lrs.push_back(opt.param_groups()[0].lr);
+                opt.step();
+                sched.step();
+            }
+            const double err = check_close(lrs, fx.at("lr_before_each_step").get<std::vector<double>>(),
+                                           1e-12, 1e-15, name);
+            MESSAGE(std::string(name) << ": max relative error " << err);
+        }
+    }
+}
+
+TEST_CASE("tricks/swa: the average of a constant is the constant; swap twice restores") {
+    TinyModel m;
+    tricks::AveragedModel swa(m);
+    for (int i = 0; i < 5; ++i) swa.update_parameters(m);
+    for (const auto& [name, p] : m.named_parameters())
+        check_close(swa.module().state_dict().at(name), p, 1e-6, 1e-7, name);
+    TinyModel other;
+    const Tensor live = other.fc1->weight.clone();
+    swa.swap_swa_sgd(other);
+    CHECK(bitwise_equal(other.fc1->weight, m.fc1->weight));
+    swa.swap_swa_sgd(other);
+    CHECK(bitwise_equal(other.fc1->weight, live));
+}
+
+TEST_CASE("tricks/swa: bound to an optimizer, a skipped step does not enter the average twice") {
+    TinyModel m;
+    optim::SGD opt(m.parameters(), {.lr = 0.1});
+    tricks::AveragedModel swa(m, {}, &opt);
+    CHECK(swa.update_parameters(m));   // the first update always counts
+    CHECK_FALSE(swa.update_parameters(m));  // no step since
+    for (Tensor p : m.parameters()) p.set_grad(Tensor::ones_like(p));
+    opt.step();
+    CHECK(swa.update_parameters(m));
+    CHECK(swa.n_averaged() == 2);
+}
+
+TEST_CASE("tricks/swa: update_bn recomputes BatchNorm statistics over the whole data") {
+    WithBatchNorm m;
+    tricks::AveragedModel swa(m);
+    swa.update_parameters(m);
+    Generator gen(4);
+    std::vector<Tensor> batches;
+    for (int i = 0; i < 3; ++i) batches.push_back(Tensor::randn({5, 4}, &gen));
+    auto& avg = swa.module_as<WithBatchNorm>();
+    avg.eval();
+    tricks::update_bn(avg, [&] {
+        for (const Tensor& x : batches) avg.forward(x);
+    });
+    CHECK_FALSE(avg.is_training());  // mode restored
+    CHECK(avg.bn->momentum() == std::optional<double>(0.1));
+    // Cumulative average of the per-batch means = the mean of the whole data (equal batches).
+    NoGradGuard no_grad;
+    Tensor all = concat(batches, 0);
+    Tensor h = avg.fc->forward(all);
+    check_close(avg.bn->running_mean, mean(h, 0), 1e-5, 1e-6, "running mean");
+    CHECK(avg.bn->num_batches_tracked.item() == 3.0);
+}
+
+TEST_CASE("tricks/swa: state_dict round trip") {
+    TinyModel m;
+    tricks::AveragedModel a(m);
+    a.update_parameters(m);
+    a.update_parameters(m);
+    tricks::AveragedModel b(TinyModel{});
+    b.load_state_dict(a.state_dict());
+    CHECK(b.n_averaged() == 2);
+    CHECK(bitwise_equal(b.module().state_dict().at("fc2.bias"),
+                        a.module().state_dict().at("fc2.bias")));
+}

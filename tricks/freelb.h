@@ -1,0 +1,64 @@
+// tricks/freelb.h — FreeLB: K ascent steps on the embedding layer's output, the parameter
+// gradients of all K steps averaged ("free" large-batch adversarial training).
+//
+// Zhu, Cheng, Gan, Sun, Goldstein, Liu: "FreeLB: Enhanced Adversarial Training for Natural
+// Language Understanding", ICLR 2020, arXiv:1909.11764; the reference implementation is the
+// authors' (github.com/zhuchen03/FreeLB, huggingface/examples). With X the embedding layer's
+// output for the micro-batch and delta a perturbation of X's shape:
+//   delta_0 = U(-1, 1) * init_mag / sqrt(d)            d = elements per example
+//   for t = 1..K:
+//       L_t = loss(X + delta_{t-1}) / K;  backward     parameter gradients ACCUMULATE over t
+//       if t < K:  g = dL_t / d delta;  delta_t = delta_{t-1} + adv_lr * g / ||g||  (per example)
+//                  and, with max_norm > 0, delta_t projected onto ||delta_t|| <= max_norm
+// So the update uses the average gradient over K perturbations around the example, at the cost of
+// K forward/backward passes (no separate clean pass; init_mag = 0 makes the first pass clean).
+// Where the perturbation lives: after nn::EmbeddingBag it is per BAG (delta [B, C]: the bag's
+// mean embedding is shifted), after nn::Embedding per TOKEN (delta [B, T, C]) — the layer's
+// output hook (nn/embedding.h) adds it, so the model needs no change. Dropout draws the SAME mask
+// in every pass: the default generator's state is restored before each pass.
+// Defaults (the reference implementation's GLUE settings): K = 2, adv_lr 0.1, init_mag 0.6,
+// max_norm 0 (no projection).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "core/rng.h"
+#include "nn/embedding.h"
+#include "tricks/perturbation.h"
+
+namespace minidl::tricks {
+
+struct FreeLBOptions {
+    int steps = 2;
+    double adv_lr = 0.1;
+    double init_mag = 0.6;
+    double max_norm = 0.0;
+    uint64_t seed = 0;  // of the generator that draws delta_0
+};
+
+class FreeLB {
+public:
+    FreeLB(nn::EmbeddingBag& layer, FreeLBOptions options = {});
+    FreeLB(nn::Embedding& layer, FreeLBOptions options = {});
+
+    // The K passes for one micro-batch: forward_loss() runs the model and returns the
+    // micro-batch's (weighted) loss; backward(l) back-propagates l (through the loss scaler, say).
+    // Each pass back-propagates forward_loss() / K.
+    AttackResult run(const std::function<Tensor()>& forward_loss,
+                     const std::function<void(const Tensor&)>& backward);
+
+    int steps() const { return options_.steps; }
+    Generator& generator() { return generator_; }
+
+private:
+    std::function<void(std::function<Tensor(const Tensor&)>)> set_hook_;
+    FreeLBOptions options_;
+    Generator generator_;
+};
+
+// ||x_b|| over all dims but the first, as [B, 1, ..., 1] (the per-example norm), floored at
+// `floor`. Shared by FreeLB and the robustness report's attack.
+Tensor per_example_norm(const Tensor& x, double floor);
+
+}  // namespace minidl::tricks

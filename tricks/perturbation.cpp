@@ -1,0 +1,71 @@
+// tricks/perturbation.cpp — parameter selection, backup and restore (see perturbation.h).
+#include "tricks/perturbation.h"
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "ops/elementwise.h"
+
+namespace minidl::tricks {
+
+bool ParamFilter::matches(const std::string& name, const Tensor& param) const {
+    if (predicate) return predicate(name, param);
+    if (!contains.empty() && name.find(contains) == std::string::npos) return false;
+    for (const auto& ex : exclude)
+        if (!ex.empty() && name.find(ex) != std::string::npos) return false;
+    return true;
+}
+
+ParamSelection::ParamSelection(nn::Module& model, ParamFilter filter, const char* who)
+    : who_(who) {
+    std::string names;
+    for (auto& [name, p] : model.named_parameters()) {
+        names += (names.empty() ? "" : ", ") + name;
+        if (p.requires_grad() && filter.matches(name, p)) params_.emplace_back(name, p);
+    }
+    MDL_CHECK(!params_.empty(), StateError, who_, ": no parameter matches the filter (contains '",
+              filter.contains, "'); the model has: ", names);
+}
+
+void ParamSelection::backup_values() {
+    NoGradGuard no_grad;
+    value_backup_.clear();
+    for (auto& [name, p] : params_) value_backup_.push_back(p.detach().clone());
+}
+
+void ParamSelection::restore_values() {
+    MDL_CHECK(has_value_backup(), StateError, who_,
+              ": restore() without a backup (attack() was not called, or restore() ran twice)");
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(value_backup_[i]);
+    value_backup_.clear();
+}
+
+void ParamSelection::backup_gradients() {
+    NoGradGuard no_grad;
+    grad_backup_.clear();
+    for (auto& [name, p] : params_)
+        grad_backup_.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+}
+
+void ParamSelection::restore_gradients() {
+    MDL_CHECK(grad_backup_.size() == params_.size(), StateError, who_,
+              ": restore_grad() without backup_grad()");
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].second.set_grad(grad_backup_[i]);
+    grad_backup_.clear();
+}
+
+void ParamSelection::mark_gradients() {
+    NoGradGuard no_grad;
+    marked_.clear();
+    for (auto& [name, p] : params_)
+        marked_.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+}
+
+Tensor ParamSelection::own_gradient(size_t i) const {
+    const Tensor& g = params_.at(i).second.grad();
+    if (!g.defined() || marked_.empty() || !marked_.at(i).defined()) return g;
+    NoGradGuard no_grad;
+    return g - marked_[i];
+}
+
+}  // namespace minidl::tricks

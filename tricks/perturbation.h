@@ -1,0 +1,79 @@
+// tricks/perturbation.h — what the adversarial tricks share: choosing parameters by name,
+// backing their values (and gradients) up and restoring them bitwise.
+//
+// FGM and PGD perturb the embedding table (the seed's `emb_name in name`), AWP every parameter
+// named "weight". A ParamFilter says which: a substring the name must contain, substrings that
+// exclude it (the seed skips "video_embeddings"), or any predicate. Only parameters with
+// requires_grad are considered, in the model's named_parameters() order.
+//
+// Per-micro-batch gradients. Under gradient accumulation .grad() holds the sum over the
+// micro-batches so far, but an attack must follow THIS micro-batch's own clean gradient.
+// mark_gradients() (called before the clean backward; GradAccumulator and the training-step
+// helper do it) remembers the accumulated gradients, and own_gradient(i) is then
+// grad_i - marked_i. Without a mark the whole .grad() is the micro-batch's (the seed's loop,
+// which zeroes the gradients every step).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "nn/module.h"
+
+namespace minidl::tricks {
+
+struct ParamFilter {
+    std::string contains = {};              // the name must contain this ("" = any name)
+    std::vector<std::string> exclude = {};  // ... and none of these
+    // When set, decides alone (contains/exclude are ignored).
+    std::function<bool(const std::string& name, const Tensor& param)> predicate = {};
+
+    bool matches(const std::string& name, const Tensor& param) const;
+};
+
+using NamedTensor = std::pair<std::string, Tensor>;
+
+class ParamSelection {
+public:
+    // Selects the parameters of `model` that match `filter` and require grad; `who` names the
+    // trick in error messages. Throws StateError when nothing matches (a misspelled name would
+    // otherwise silently turn the trick off).
+    ParamSelection(nn::Module& model, ParamFilter filter, const char* who);
+
+    const std::vector<NamedTensor>& params() const { return params_; }
+    size_t size() const { return params_.size(); }
+
+    // Values: copies of the selected parameters, restored bitwise (copy_ back, version bumped).
+    void backup_values();
+    void restore_values();
+    bool has_value_backup() const { return !value_backup_.empty(); }
+    const Tensor& backed_up_value(size_t i) const { return value_backup_.at(i); }
+
+    // Gradients of the selected parameters (PGD keeps the clean gradient across its steps).
+    void backup_gradients();
+    void restore_gradients();
+
+    // Per-micro-batch gradients (see the top of this file).
+    void mark_gradients();
+    void clear_mark() { marked_.clear(); }
+    // This micro-batch's gradient of parameter i (undefined when the parameter has none).
+    Tensor own_gradient(size_t i) const;
+
+private:
+    const char* who_;
+    std::vector<NamedTensor> params_;
+    std::vector<Tensor> value_backup_;
+    std::vector<Tensor> grad_backup_;
+    std::vector<Tensor> marked_;
+};
+
+// What an attack step did: whether it changed any parameter, and whether it met a non-finite
+// gradient norm (an overflowed AMP gradient: nothing was perturbed, and the step must be skipped).
+struct AttackResult {
+    bool perturbed = false;
+    bool nonfinite = false;
+};
+
+}  // namespace minidl::tricks

@@ -1,0 +1,104 @@
+// tricks/train_step.cpp — see train_step.h for the order of operations and why.
+#include "tricks/train_step.h"
+
+#include "core/autocast.h"
+#include "core/autograd.h"
+#include "core/check.h"
+#include "optim/clip.h"
+#include "optim/lr_scheduler.h"
+#include "optim/optimizer.h"
+#include "tricks/amp.h"
+#include "tricks/awp.h"
+#include "tricks/ema.h"
+#include "tricks/fgm.h"
+#include "tricks/freelb.h"
+#include "tricks/grad_accum.h"
+#include "tricks/pgd.h"
+
+namespace minidl::tricks {
+
+StepResult train_step(TrainStepConfig& c, int64_t batch_size,
+                      const std::function<Tensor(int64_t, int64_t)>& loss_fn) {
+    MDL_CHECK(c.optimizer != nullptr, StateError, "train_step: no optimizer");
+    const int adversaries = (c.fgm != nullptr) + (c.pgd != nullptr) + (c.awp != nullptr) +
+                            (c.freelb != nullptr);
+    MDL_CHECK(adversaries <= 1, StateError,
+              "train_step: at most one adversarial trick per step, got ", adversaries);
+    MDL_CHECK(!c.autocast || is_half(*c.autocast), DTypeError,
+              "train_step: autocast dtype must be f16 or bf16, got ", *c.autocast);
+
+    StepResult result;
+    const GradAccumulator accumulator(c.accum_steps);
+    const std::vector<MicroBatch> plan = accumulator.plan(batch_size);
+    const bool accumulating = plan.size() > 1;
+
+    // Forward of one micro-batch under autocast (when set), weighted by its share.
+    auto weighted_loss = [&](const MicroBatch& mb, double* clean_loss) {
+        Tensor loss;
+        {
+            amp::Autocast ac(c.autocast.value_or(DType::BF16), c.autocast.has_value());
+            loss = loss_fn(mb.begin, mb.end);
+        }
+        MDL_CHECK(loss.defined() && loss.numel() == 1, ShapeError,
+                  "train_step: loss_fn must return the mean loss (one element)");
+        if (clean_loss) *clean_loss = loss.item();
+        return GradAccumulator::weight_loss(loss, mb);
+    };
+    auto backward = [&](const Tensor& loss) {
+        (c.scaler ? c.scaler->scale(loss) : loss).backward();
+    };
+
+    c.optimizer->zero_grad();
+    for (const MicroBatch& mb : plan) {
+        if (c.sync_hook) c.sync_hook(mb.last);
+        // The attacks follow this micro-batch's own gradient (grad - what is accumulated).
+        if (accumulating) {
+            if (c.fgm) c.fgm->begin_micro_batch();
+            if (c.pgd) c.pgd->begin_micro_batch();
+            if (c.awp) c.awp->begin_micro_batch();
+        }
+        double clean = 0;
+        AttackResult attack;
+        if (c.freelb) {
+            bool first = true;
+            attack = c.freelb->run(
+                [&] { return weighted_loss(mb, first ? (first = false, &clean) : nullptr); },
+                backward);
+        } else {
+            backward(weighted_loss(mb, &clean));
+            if (c.fgm) {
+                attack = c.fgm->attack();
+                if (attack.perturbed) backward(weighted_loss(mb, nullptr));
+                c.fgm->restore();
+            } else if (c.awp) {
+                attack = c.awp->attack();
+                if (attack.perturbed) backward(weighted_loss(mb, nullptr));
+                c.awp->restore();
+            } else if (c.pgd) {
+                attack = c.pgd->run([&] { backward(weighted_loss(mb, nullptr)); });
+            }
+        }
+        result.loss += mb.weight * clean;
+        if (attack.nonfinite) result.overflow = true;
+    }
+
+    if (result.overflow && c.scaler) c.scaler->record_overflow(*c.optimizer);
+    if (c.clip_norm > 0)
+        result.grad_norm = c.scaler ? c.scaler->clip_grad_norm(*c.optimizer, c.clip_norm)
+                                    : optim::clip_grad_norm(c.optimizer->parameters(), c.clip_norm);
+    if (c.scaler) {
+        result.stepped = c.scaler->step(*c.optimizer);
+        result.overflow = result.overflow || c.scaler->found_inf();
+        c.scaler->update();
+    } else {
+        c.optimizer->step();
+        result.stepped = true;
+    }
+    if (result.stepped) {
+        if (c.ema) c.ema->update();
+        if (c.scheduler) c.scheduler->step();
+    }
+    return result;
+}
+
+}  // namespace minidl::tricks
