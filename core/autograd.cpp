@@ -1,6 +1,7 @@
 // core/autograd.cpp — the backward engine (see autograd.h for the algorithm).
 #include "core/autograd.h"
 
+#include <atomic>
 #include <deque>
 #include <unordered_map>
 
@@ -10,7 +11,21 @@ namespace minidl {
 
 namespace {
 thread_local bool tls_grad_enabled = true;
+// The callbacks queued during the backward pass running on this thread (nullptr outside one).
+thread_local std::vector<std::function<void()>>* tls_callbacks = nullptr;
+std::atomic<uint64_t> next_hook_id{1};
+
+bool has_hooks(const Tensor& t) {
+    return t.defined() && !t.grad_fn() && !t.impl()->post_accumulate_hooks.empty();
 }
+
+void run_hooks(const Tensor& leaf) {
+    // A copy: a hook may remove itself.
+    const auto hooks = leaf.impl()->post_accumulate_hooks;
+    for (const auto& entry : hooks)
+        entry.second(leaf);
+}
+}  // namespace
 
 bool GradMode::is_enabled() {
     return tls_grad_enabled;
@@ -83,6 +98,7 @@ void record(const char* name, std::vector<Tensor> inputs, Tensor& output, Node::
 
 void accumulate_grad(const Tensor& t, Tensor g) {
     TensorImpl* impl = t.impl();
+    if (impl->row_grad) (void)t.grad();  // a dense gradient adds to the dense form (row_grad.h)
     if (!impl->grad.defined()) {
         // Take g as the gradient when nothing else can see its memory; otherwise copy, so that a
         // later in-place accumulation cannot write into another tensor's gradient.
@@ -98,6 +114,32 @@ void accumulate_grad(const Tensor& t, Tensor g) {
     }
     NoGradGuard no_grad;
     impl->grad.add_(g);
+}
+
+uint64_t add_post_accumulate_hook(const Tensor& leaf, PostAccumulateHook hook) {
+    MDL_CHECK(leaf.defined() && leaf.is_leaf(), StateError,
+              "add_post_accumulate_hook: the tensor must be a leaf (a parameter), got ",
+              leaf.defined() ? leaf.str() : std::string("an undefined tensor"));
+    MDL_CHECK(hook != nullptr, StateError, "add_post_accumulate_hook: empty hook");
+    const uint64_t id = next_hook_id.fetch_add(1);
+    leaf.impl()->post_accumulate_hooks.emplace_back(id, std::move(hook));
+    return id;
+}
+
+void remove_post_accumulate_hook(const Tensor& leaf, uint64_t id) {
+    if (!leaf.defined()) return;
+    auto& hooks = leaf.impl()->post_accumulate_hooks;
+    std::erase_if(hooks, [id](const auto& entry) { return entry.first == id; });
+}
+
+void queue_callback(std::function<void()> fn) {
+    MDL_CHECK(tls_callbacks != nullptr, StateError,
+              "autograd::queue_callback: no backward pass is running on this thread");
+    tls_callbacks->push_back(std::move(fn));
+}
+
+namespace {
+void run_graph(const Tensor& root, const Tensor& grad_root, bool retain_graph);
 }
 
 void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
@@ -120,13 +162,39 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
     }
 
     NoGradGuard no_grad;
+    // Callbacks queued by hooks during this pass; a backward started from a hook gets its own.
+    std::vector<std::function<void()>> callbacks;
+    struct CallbackScope {
+        std::vector<std::function<void()>>* previous;
+        explicit CallbackScope(std::vector<std::function<void()>>* mine) : previous(tls_callbacks) {
+            tls_callbacks = mine;
+        }
+        ~CallbackScope() { tls_callbacks = previous; }
+    };
+    {
+        CallbackScope scope(&callbacks);
+        run_graph(root, grad_root, retain_graph);
+    }
+    for (size_t i = 0; i < callbacks.size(); ++i)
+        callbacks[i]();
+}
+
+namespace {
+
+void run_graph(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
     if (!root.grad_fn()) {  // a leaf: its gradient is the given one
         accumulate_grad(root, grad_root.to(root.dtype()));
+        if (has_hooks(root)) run_hooks(root);
         return;
     }
 
-    // 1. Count, for each reachable node, the edges that lead into it.
+    // 1. Count, for each reachable node, the edges that lead into it, and for each hooked leaf
+    //    the edges that lead into it (its hooks run when the last one is done).
     std::unordered_map<Node*, int> dependencies;
+    std::unordered_map<TensorImpl*, int> leaf_edges;
+    auto leaf_edge_done = [&](const Tensor& leaf) {
+        if (has_hooks(leaf) && --leaf_edges[leaf.impl()] == 0) run_hooks(leaf);
+    };
     {
         std::vector<Node*> stack{root.grad_fn().get()};
         dependencies[root.grad_fn().get()] = 0;
@@ -134,6 +202,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
             Node* node = stack.back();
             stack.pop_back();
             for (const Tensor& in : node->inputs()) {
+                if (has_hooks(in)) ++leaf_edges[in.impl()];
                 if (!in.defined() || !in.grad_fn()) continue;
                 Node* next = in.grad_fn().get();
                 auto [it, inserted] = dependencies.try_emplace(next, 0);
@@ -166,7 +235,12 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                            " gave a gradient of shape ", shape_str(g.shape()), " for input ", i,
                            " of shape ", shape_str(input.shape()));
                 if (g.dtype() != input.dtype()) g = g.to(input.dtype());
-                if (next == nullptr || input.impl()->retains_grad) accumulate_grad(input, g);
+                // A leaf takes g itself (no copy) unless g is still needed below.
+                if (next == nullptr) {
+                    accumulate_grad(input, std::move(g));
+                } else if (input.impl()->retains_grad) {
+                    accumulate_grad(input, g);
+                }
                 if (next != nullptr) {
                     auto it = pending.find(next);
                     if (it == pending.end() || !it->second.defined()) {
@@ -179,6 +253,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                     }
                 }
             }
+            if (next == nullptr) leaf_edge_done(input);
             if (next != nullptr && --dependencies[next] == 0) {
                 auto it = pending.find(next);
                 if (it != pending.end() && it->second.defined()) {
@@ -192,6 +267,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                         auto s = std::move(skip.back());
                         skip.pop_back();
                         for (const Tensor& in : s->inputs()) {
+                            if (has_hooks(in)) leaf_edge_done(in);
                             if (!in.defined() || !in.grad_fn()) continue;
                             Node* n2 = in.grad_fn().get();
                             if (--dependencies[n2] == 0) {
@@ -211,5 +287,6 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
     }
 }
 
+}  // namespace
 }  // namespace autograd
 }  // namespace minidl

@@ -19,6 +19,14 @@
 //
 // Grad mode is per thread (thread_local), so replica threads in data parallelism don't see each
 // other's NoGradGuard.
+//
+// Two hooks let data parallelism overlap communication with backward (tricks/data_parallel.h;
+// PyTorch's DDP reducer uses the same two, Li et al. 2020, arXiv:2006.15704):
+//   - a leaf's post-accumulate hooks run once per backward pass that reaches the leaf, right after
+//     the pass's last contribution to its .grad() (the leaf's incoming edges are counted in step 1,
+//     so a parameter used twice fires once, after both contributions);
+//   - queue_callback(fn), called during a backward pass (from a hook), runs fn on the same thread
+//     once the pass has processed the whole graph, before backward() returns.
 #pragma once
 
 #include <cstdint>
@@ -117,6 +125,21 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph);
 
 // Accumulates g into t.grad() (+=), or makes g its gradient when t has none yet.
 void accumulate_grad(const Tensor& t, Tensor g);
+
+// ---- hooks ----------------------------------------------------------------------------------
+// Called with the leaf after a backward pass that reached it has accumulated every contribution
+// of that pass (PyTorch's register_post_accumulate_grad_hook). It also runs when the pass reached
+// the leaf only through branches whose gradient was zero by construction (.grad() then unchanged,
+// possibly undefined). Runs on the backward's thread, with grad mode off, in registration order.
+using PostAccumulateHook = std::function<void(const Tensor& leaf)>;
+// Registers `hook` on `leaf` (a leaf tensor); returns an id for remove_post_accumulate_hook.
+uint64_t add_post_accumulate_hook(const Tensor& leaf, PostAccumulateHook hook);
+// Removes the hook with this id from `leaf` (no-op when absent).
+void remove_post_accumulate_hook(const Tensor& leaf, uint64_t id);
+// Runs `fn` when the backward pass running on this thread has finished the graph, before
+// backward() returns (callbacks run in the order queued; an exception from one propagates out of
+// backward()). Throws StateError outside a backward pass.
+void queue_callback(std::function<void()> fn);
 
 }  // namespace autograd
 }  // namespace minidl

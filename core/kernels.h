@@ -12,7 +12,9 @@
 //   - floating kernels accept F32, F64, F16 and BF16 unless stated; 16-bit inputs compute in float;
 //   - "accumulate" means out += result, otherwise out = result;
 //   - reductions over a dim see the tensor as [outer, n, inner] (core/shape.h split_at);
-//   - results do not depend on the number of threads, except where a kernel says so.
+//   - results do not depend on the number of threads, except where a kernel says so;
+//   - results are reproducible run to run, except the CUDA scatter-adds outside deterministic
+//     mode (core/determinism.h).
 #pragma once
 
 #include <cstdint>
@@ -152,8 +154,11 @@ class Kernels {
     // ---- embeddings and gathers -----------------------------------------------------------
     // out[i, :] = weight[ids[i], :] for weight [V, C], ids [L] (I64, in range), out [L, C].
     virtual void embedding(const Tensor& weight, const Tensor& ids, Tensor& out) = 0;
-    // gweight[ids[i], :] += gy[i, :], skipping ids equal to padding_idx (-1: none). Deterministic
-    // (rows are summed in the order of i whatever the thread count or device).
+    // gweight[ids[i], :] += gy[i, :], skipping ids equal to padding_idx (-1: none). The scatter-adds
+    // (this, embedding_bag_backward, index_add) are deterministic on the CPU (rows summed in the
+    // order of i, whatever the thread count); on CUDA they use atomics (the last bits may vary
+    // run to run) unless core/determinism.h's deterministic mode is on, where ids are sorted and
+    // each row is summed in a fixed order.
     virtual void embedding_backward(const Tensor& gy, const Tensor& ids, Tensor& gweight,
                                     int64_t padding_idx) = 0;
     // Bag b covers ids[offsets[b] : offsets[b+1]] (the last runs to the end of ids); out [B, C] is
@@ -194,6 +199,14 @@ class Kernels {
     // max_exp_avg_sq is used only with amsgrad.
     virtual void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
                            Tensor* max_exp_avg_sq, const AdamArgs& args) = 0;
+    // The same step for param [V, C] whose gradient is row-sparse (core/row_grad.h): rows [R]
+    // (I64, increasing) hold values [R, C], every other row's gradient is +0.0. Every element is
+    // updated, bitwise as adam_step with the dense gradient would. The default (core/row_grad.cpp)
+    // builds that dense gradient and calls adam_step; the CPU fuses it into one pass that never
+    // reads a zero.
+    virtual void adam_step_rows(Tensor& param, const Tensor& rows, const Tensor& values,
+                                Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* max_exp_avg_sq,
+                                const AdamArgs& args);
     virtual void sgd_step(Tensor& param, const Tensor& grad, Tensor* momentum_buffer,
                           const SgdArgs& args) = 0;
     // shadow = decay * shadow + (1 - decay) * param (shadow F32, param any float dtype).

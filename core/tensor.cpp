@@ -14,6 +14,7 @@
 #include "core/check.h"
 #include "core/kernels.h"
 #include "core/rng.h"
+#include "core/row_grad.h"
 
 namespace minidl {
 
@@ -427,6 +428,7 @@ void Tensor::set_data(const Tensor& src) const {
     impl_->shape = src.shape();
     impl_->dtype = src.dtype();
     impl_->grad = Tensor();
+    impl_->row_grad.reset();
 }
 uint64_t Tensor::version() const {
     return storage()->version();
@@ -450,7 +452,16 @@ Tensor& Tensor::set_requires_grad(bool value) {
 }
 
 const Tensor& Tensor::grad() const {
-    return checked(impl_).grad;
+    checked(impl_);
+    TensorImpl& impl = *impl_;
+    if (impl.row_grad) {
+        // Whoever asks for the gradient gets the dense tensor PyTorch would hold (optimizers
+        // that can use the rows directly look at row_grad() first).
+        NoGradGuard no_grad;
+        impl.grad = densify(*impl.row_grad, impl.shape);
+        impl.row_grad.reset();
+    }
+    return impl.grad;
 }
 
 void Tensor::set_grad(const Tensor& g) const {
@@ -462,6 +473,7 @@ void Tensor::set_grad(const Tensor& g) const {
                   ", tensor on ", device());
     }
     impl_->grad = g;
+    impl_->row_grad.reset();
 }
 
 bool Tensor::is_leaf() const {

@@ -9,14 +9,18 @@
 // replicas for free.
 //
 // Autograd fields (see autograd.h): requires_grad, grad (accumulated by backward into leaves),
-// grad_fn (the Node that produced a non-leaf). In-place operations (copy_, fill_, add_, ...) are
+// grad_fn (the Node that produced a non-leaf). A leaf's gradient may be held row-sparse
+// (core/row_grad.h: an embedding table's gradient, only the looked-up rows stored); grad()
+// then materialises the dense gradient, bitwise what the dense path would have computed. In-place operations (copy_, fill_, add_, ...) are
 // not recorded in the graph: they throw StateError when grad mode is on and a tensor involved
 // requires grad — update parameters inside a NoGradGuard, as optimizers do.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -29,6 +33,7 @@ namespace minidl {
 class Node;
 class Generator;
 struct TensorImpl;
+struct RowGrad;
 
 class Tensor {
   public:
@@ -136,7 +141,8 @@ class Tensor {
     bool requires_grad() const;
     // Only leaves (tensors made by the user, not by a recorded op) may change requires_grad.
     Tensor& set_requires_grad(bool value = true);
-    // The accumulated gradient (undefined until the first backward reaches this tensor).
+    // The accumulated gradient (undefined until the first backward reaches this tensor). A
+    // row-sparse gradient (core/row_grad.h) is made dense here, once.
     const Tensor& grad() const;
     void set_grad(const Tensor& g) const;
     bool is_leaf() const;
@@ -163,7 +169,12 @@ struct TensorImpl {
     bool requires_grad = false;
     bool retains_grad = false;
     Tensor grad;
+    // Leaves only: the gradient held as its non-zero rows (core/row_grad.h). At most one of grad
+    // and row_grad is set; grad() turns row_grad into grad.
+    std::shared_ptr<RowGrad> row_grad;
     std::shared_ptr<Node> grad_fn;
+    // Leaves only: run after a backward pass has accumulated into grad (autograd.h), by id.
+    std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>> post_accumulate_hooks;
 };
 
 // A readable one-line description: dtype, shape, device and up to 8 values.

@@ -175,13 +175,13 @@ void Module::to(DType dtype) {
 void Module::zero_grad(bool set_to_none) {
     NoGradGuard no_grad;
     for (const auto& [name, p] : named_parameters()) {
-        if (!p.grad().defined()) continue;
         if (set_to_none) {
-            p.set_grad(Tensor());
-        } else {
-            Tensor g = p.grad();
-            g.zero_();
+            p.set_grad(Tensor());  // also drops a row-sparse gradient without densifying it
+            continue;
         }
+        if (!p.grad().defined()) continue;
+        Tensor g = p.grad();
+        g.zero_();
     }
 }
 

@@ -3,11 +3,15 @@
 //
 // The gradient of the table is dense ([V, C], zeros except the rows that were looked up): the
 // semantics of PyTorch's default (sparse=False), so a dense optimizer sees exactly what PyTorch's
-// would. Every id is range-checked before the kernel runs, so a bad id is an IndexError naming
+// would. On the CPU, for a leaf table, backward hands it to the engine row-sparse instead
+// (core/row_grad.h): the looked-up rows only, scatter-added by the same kernel into an [R, C]
+// block (each id's slot in the sorted distinct rows replaces the id), so nothing is allocated,
+// zero-filled or read for the untouched rows — and grad() still returns the dense tensor, bitwise. Every id is range-checked before the kernel runs, so a bad id is an IndexError naming
 // it — never an out-of-bounds read (or, on CUDA, a device-side assert that poisons the context).
 #include "ops/embedding.h"
 
 #include "core/autograd.h"
+#include "core/row_grad.h"
 #include "ops/check_args.h"
 
 namespace minidl {
@@ -25,6 +29,21 @@ void check_table(const char* op, const Tensor& weight, const Tensor& ids, int64_
     MDL_CHECK(padding_idx >= -1 && padding_idx < V, IndexError, op, ": padding_idx ", padding_idx,
               " out of range for a table of ", V, " rows (-1 means none)");
     check_ids_in_range(op, "ids", ids, V, "a table of size");
+}
+
+// embedding_bag's backward restricted to the looked-up rows (core/row_grad.h): the dense
+// kernel run on slots instead of ids, into [R, C] zeros. Padding ids get slot R, which the kernel
+// skips as the padding index (and leaves out of the bag counts, as it did the original).
+RowGrad bag_row_grad(const Tensor& gy, const Tensor& ids, const Tensor& offsets,
+                     const Shape& table, BagMode mode, int64_t padding_idx) {
+    const RowSlots rs = row_slots(ids, table[0], padding_idx);
+    const int64_t R = rs.rows.numel();
+    Tensor values = Tensor::zeros({R, table[1]}, gy.dtype());
+    if (gy.numel() > 0)
+        kernels_for(gy.device())
+            .embedding_bag_backward(gy, rs.slots, offsets, values, mode,
+                                    padding_idx >= 0 ? R : -1);
+    return RowGrad{rs.rows, values};
 }
 
 }  // namespace
@@ -46,8 +65,19 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
         const Shape table = weight.shape();
         autograd::record(
             op, {weight}, out,
-            [saved_ids, table, padding_idx, C](const Tensor& gy, const std::vector<bool>&) {
+            [saved_ids, table, padding_idx, C, weight](const Tensor& gy, const std::vector<bool>&) {
                 const Tensor& flat = saved_ids.get();
+                if (autograd::accepts_row_grad(weight, gy.dtype())) {
+                    const RowSlots rs = row_slots(flat, table[0], padding_idx);
+                    const int64_t R = rs.rows.numel();
+                    Tensor values = Tensor::zeros({R, C}, gy.dtype());
+                    if (flat.numel() > 0)
+                        kernels_for(gy.device())
+                            .embedding_backward(gy.detach().view({flat.numel(), C}), rs.slots,
+                                                values, padding_idx >= 0 ? R : -1);
+                    autograd::accumulate_row_grad(weight, RowGrad{rs.rows, values});
+                    return std::vector<Tensor>{Tensor()};  // accumulated above
+                }
                 Tensor gw = Tensor::zeros(table, gy.dtype(), gy.device());
                 if (flat.numel() > 0)
                     kernels_for(gy.device())
@@ -87,8 +117,14 @@ Tensor embedding_bag(const Tensor& weight, const Tensor& ids, const Tensor& offs
         const Shape table = weight.shape();
         SavedTensor saved_ids(ids, op), saved_offsets(offsets, op);
         autograd::record(op, {weight}, out,
-                         [saved_ids, saved_offsets, table, mode, padding_idx](
+                         [saved_ids, saved_offsets, table, mode, padding_idx, weight](
                              const Tensor& gy, const std::vector<bool>&) {
+                             if (autograd::accepts_row_grad(weight, gy.dtype())) {
+                                 autograd::accumulate_row_grad(
+                                     weight, bag_row_grad(gy, saved_ids.get(), saved_offsets.get(),
+                                                          table, mode, padding_idx));
+                                 return std::vector<Tensor>{Tensor()};  // accumulated
+                             }
                              Tensor gw = Tensor::zeros(table, gy.dtype(), gy.device());
                              if (gy.numel() > 0)
                                  kernels_for(gy.device())

@@ -4,6 +4,7 @@
 
 #include "core/check.h"
 #include "core/kernels.h"
+#include "core/row_grad.h"
 
 namespace minidl::optim {
 
@@ -60,8 +61,16 @@ void Adam::update(const ParamGroup& group, Tensor& param, ParamState& state) {
                         .amsgrad = options_.amsgrad,
                         .maximize = options_.maximize,
                         .step = state.step};
-    kernels_for(param.device())
-        .adam_step(param, param.grad(), exp_avg, exp_avg_sq, max_exp_avg_sq, args);
+    // An embedding table's row-sparse gradient (core/row_grad.h) is used as it is: every row is
+    // still updated, the untouched ones with g = 0 — the dense step, without a dense gradient.
+    if (const RowGrad* rows = row_grad(param)) {
+        kernels_for(param.device())
+            .adam_step_rows(param, rows->rows, rows->values, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                            args);
+    } else {
+        kernels_for(param.device())
+            .adam_step(param, param.grad(), exp_avg, exp_avg_sq, max_exp_avg_sq, args);
+    }
 }
 
 std::map<std::string, std::string> Adam::options_to_strings() const {

@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/row_grad.h"
 
 namespace minidl::optim {
 
@@ -141,7 +142,9 @@ void Optimizer::step() {
     size_t index = 0;
     for (const auto& group : groups_) {
         for (const Tensor& param : group.params) {
-            const Tensor& grad = param.grad();
+            // A row-sparse gradient (core/row_grad.h) is checked without materialising it.
+            const RowGrad* rows = row_grad(param);
+            const Tensor& grad = rows ? rows->values : param.grad();
             MDL_CHECK(!grad.defined() || grad.dtype() == param.dtype(), DTypeError, name(),
                       ": parameter ", index, " of shape ", shape_str(param.shape()), " is ",
                       param.dtype(), " but its gradient is ", grad.dtype(),
@@ -152,7 +155,7 @@ void Optimizer::step() {
     index = 0;
     for (const auto& group : groups_) {
         for (Tensor param : group.params) {
-            if (param.grad().defined()) {
+            if (row_grad(param) != nullptr || param.grad().defined()) {
                 if (!state_[index]) state_[index].emplace();
                 update(group, param, *state_[index]);
                 param.bump_version();  // a graph that saved the old values must not use them
@@ -167,13 +170,13 @@ void Optimizer::zero_grad(bool set_to_none) {
     NoGradGuard no_grad;
     for (const auto& group : groups_) {
         for (const auto& p : group.params) {
-            if (!p.grad().defined()) continue;
             if (set_to_none) {
-                p.set_grad(Tensor());
-            } else {
-                Tensor g = p.grad();
-                g.zero_();
+                p.set_grad(Tensor());  // also drops a row-sparse gradient without densifying it
+                continue;
             }
+            if (!p.grad().defined()) continue;
+            Tensor g = p.grad();
+            g.zero_();
         }
     }
 }

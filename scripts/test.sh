@@ -6,8 +6,12 @@
 #      installed-package consumer check.
 #   2. A CPU-only build under AddressSanitizer + UndefinedBehaviorSanitizer (which also keeps the
 #      no-CUDA path compiled and tested); the whole suite again.
-# Build folders: build/ and build-asan/ (MINIDL_BUILD_DIR / MINIDL_ASAN_DIR override them).
-# MINIDL_SKIP_ASAN=1 skips step 2 (for quick local iterations; CI runs both).
+#   3. A CPU-only build under ThreadSanitizer of the data-parallel tests alone (replica threads,
+#      the in-process communicator, DDP's communication thread): the library and
+#      minidl_dp_tests only, without MPI.
+# Build folders: build/, build-asan/ and build-tsan/ (MINIDL_BUILD_DIR / MINIDL_ASAN_DIR /
+# MINIDL_TSAN_DIR override them). MINIDL_SKIP_ASAN=1 / MINIDL_SKIP_TSAN=1 skip step 2 / 3 (for
+# quick local iterations; CI runs all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,7 @@ scripts/setup.sh
 jobs=$(nproc)
 build=${MINIDL_BUILD_DIR:-build}
 asan=${MINIDL_ASAN_DIR:-build-asan}
+tsan=${MINIDL_TSAN_DIR:-build-tsan}
 
 step() { printf '\n== %s ==\n' "$*"; }
 
@@ -39,4 +44,18 @@ if [ "${MINIDL_SKIP_ASAN:-0}" != "1" ]; then
   step "test suite (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$asan" --output-on-failure -j"$jobs" --timeout 1800
+fi
+
+if [ "${MINIDL_SKIP_TSAN:-0}" != "1" ]; then
+  step "ThreadSanitizer build ($tsan: CPU only, the data-parallel tests)"
+  start=$(date +%s)
+  cmake -S . -B "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMINIDL_CUDA=OFF -DMINIDL_MPI=OFF \
+    -DMINIDL_SANITIZE_THREAD=ON -DMINIDL_WERROR=ON -DMINIDL_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$tsan" -j"$jobs" --target minidl_dp_tests
+  echo "build time: $(( $(date +%s) - start )) s"
+
+  step "data-parallel tests (ThreadSanitizer)"
+  start=$(date +%s)
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$tsan/tests/minidl_dp_tests"
+  echo "test time: $(( $(date +%s) - start )) s"
 fi

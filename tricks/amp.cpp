@@ -95,6 +95,9 @@ bool GradScaler::found_inf() const {
 
 void GradScaler::update() {
     if (!options_.enabled) return;
+    MDL_CHECK(!per_optimizer_.empty(), StateError,
+              "GradScaler::update: no step() or unscale_() since the last update(), so there is "
+              "no inf check to adjust the scale from");
     if (found_inf()) {
         scale_ *= options_.backoff_factor;
         growth_tracker_ = 0;
@@ -122,10 +125,24 @@ StateDict GradScaler::state_dict() const {
 }
 
 void GradScaler::load_state_dict(const StateDict& state) {
-    const double scale = optim::parse_double(state.meta("scale", "GradScaler"), "GradScaler scale");
-    const int64_t tracker = std::stoll(state.meta("growth_tracker", "GradScaler"));
-    MDL_CHECK(scale > 0 && std::isfinite(scale), FormatError,
-              "GradScaler::load_state_dict: invalid scale ", scale);
+    // Parse and check everything before assigning anything (PyTorch restores the options too).
+    const char* who = "GradScaler::load_state_dict";
+    GradScalerOptions o;
+    o.init_scale = options_.init_scale;
+    o.growth_factor = optim::parse_double(state.meta("growth_factor", who), "growth_factor");
+    o.backoff_factor = optim::parse_double(state.meta("backoff_factor", who), "backoff_factor");
+    o.growth_interval = std::stoll(state.meta("growth_interval", who));
+    o.enabled = state.meta("enabled", who) == "true";
+    const double scale = optim::parse_double(state.meta("scale", who), "GradScaler scale");
+    const int64_t tracker = std::stoll(state.meta("growth_tracker", who));
+    MDL_CHECK(scale > 0 && std::isfinite(scale), FormatError, who, ": invalid scale ", scale);
+    MDL_CHECK(tracker >= 0 && tracker < o.growth_interval, FormatError, who,
+              ": growth_tracker ", tracker, " outside [0, growth_interval ", o.growth_interval,
+              ")");
+    MDL_CHECK(o.growth_factor > 1.0 && o.backoff_factor > 0.0 && o.backoff_factor < 1.0,
+              FormatError, who, ": invalid growth/backoff factors ", o.growth_factor, ", ",
+              o.backoff_factor);
+    options_ = o;
     scale_ = scale;
     growth_tracker_ = tracker;
     per_optimizer_.clear();

@@ -1,6 +1,7 @@
 // tricks/amp.h — automatic mixed precision: autocast scopes and dynamic loss scaling.
 //
-// Micikevicius et al.: "Mixed Precision Training", ICLR 2018, arXiv:1710.03740. Matrix products
+// Micikevicius et al.: "Mixed Precision Training", ICLR 2018, arXiv:1710.03740
+// (https://arxiv.org/abs/1710.03740). Matrix products
 // run in F16/BF16 (half the memory traffic, tensor cores on GPUs) with F32 accumulation; the
 // master weights, the optimizer state and the range-sensitive ops stay F32 (core/autocast.h lists
 // which op does what). F16's range is narrow (max 65504, smallest normal 6e-5), so small
@@ -20,9 +21,11 @@
 // Pitfalls closed here: unscale_() twice in one iteration throws; step() twice before update()
 // throws; clip_grad_norm() through the scaler unscales first, exactly once; a non-finite gradient
 // met by an adversarial attack (record_overflow) skips the step like one met by the scaler; and a
-// skipped step advances nothing — optimizers count real steps (Optimizer::step_count), which LR
-// schedules, EMA and SWA follow (PyTorch steps the scheduler anyway and warns,
-// pytorch/pytorch#44511).
+// skipped step advances nothing — optimizers count real steps (Optimizer::step_count), which EMA
+// and SWA bound to the optimizer follow, and tricks::train_step steps the LR schedule only after a
+// real step (PyTorch steps the scheduler anyway and warns, pytorch/pytorch#44511). A hand-written
+// loop guards its schedule with step()'s result: `if (scaler.step(opt)) schedule.step();`.
+// update() without a step() (or unscale_) since the last update throws, as PyTorch's asserts.
 #pragma once
 
 #include <map>

@@ -1,7 +1,7 @@
 // tricks/awp.h — AWP, adversarial weight perturbation.
 //
 // Wu, Xia, Wang: "Adversarial Weight Perturbation Helps Robust Generalization", NeurIPS 2020,
-// arXiv:2004.05884. Instead of the input, the WEIGHTS are pushed uphill — a step towards the
+// arXiv:2004.05884 (https://arxiv.org/abs/2004.05884). Instead of the input, the WEIGHTS are pushed uphill — a step towards the
 // worst case in a neighbourhood of the current weights, which flattens the loss landscape. For
 // each selected parameter w (default: names containing "weight") with this micro-batch's clean
 // gradient g, relative to the size of w:

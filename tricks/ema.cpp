@@ -90,9 +90,18 @@ void EMA::load_state_dict(const StateDict& state) {
                   "' has shape ", shape_str(t.shape()), ", expected ", shape_str(s.shape()));
     }
     const int64_t n = std::stoll(state.meta("num_updates", "EMA::load_state_dict"));
+    MDL_CHECK(n >= 0, FormatError, "EMA::load_state_dict: negative num_updates ", n);
+    // The saved rule continues the run (as the optimizer's own hyper-parameters do).
+    const double decay =
+        optim::parse_double(state.meta("decay", "EMA::load_state_dict"), "EMA decay");
+    MDL_CHECK(decay >= 0.0 && decay <= 1.0, FormatError, "EMA::load_state_dict: decay ", decay,
+              " outside [0, 1]");
+    const bool warmup = state.meta("warmup", "EMA::load_state_dict") == "true";
     NoGradGuard no_grad;
     for (auto& [name, s] : shadow_) s.copy_(state.at("shadow." + name));
     num_updates_ = n;
+    options_.decay = decay;
+    options_.warmup = warmup;
     if (options_.optimizer) optimizer_steps_seen_ = options_.optimizer->step_count();
 }
 

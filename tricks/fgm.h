@@ -1,7 +1,7 @@
 // tricks/fgm.h — FGM, the Fast Gradient Method: adversarial training on the embedding table.
 //
 // Miyato, Dai, Goodfellow: "Adversarial Training Methods for Semi-Supervised Text
-// Classification", ICLR 2017, arXiv:1605.07725. Gradient ASCENT on the input (the embeddings of
+// Classification", ICLR 2017, arXiv:1605.07725 (https://arxiv.org/abs/1605.07725). Gradient ASCENT on the input (the embeddings of
 // the tokens), descent on the weights. For each selected parameter E (by name; default: names
 // containing "embedding") with this micro-batch's clean gradient g = dL/dE:
 //   r_adv = epsilon * g / ||g||_2           (skipped when ||g|| is 0 or not finite)

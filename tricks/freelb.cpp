@@ -72,7 +72,9 @@ AttackResult FreeLB::run(const std::function<Tensor()>& forward_loss,
         MDL_CHECK(delta.defined(), StateError,
                   "FreeLB: the embedding layer's output was never computed by forward_loss()");
         const Tensor g = delta.grad();
-        if (!g.defined()) break;  // the loss does not depend on the embeddings
+        // The loss does not depend on the embeddings: nothing to ascend, but the remaining
+        // passes must still run (each back-propagates loss / K).
+        if (!g.defined()) continue;
         NoGradGuard no_grad;
         const Tensor norm = per_example_norm(g, 1e-8);
         if (!std::isfinite(sum(norm).item())) {

@@ -2,7 +2,7 @@
 // gradients of all K steps averaged ("free" large-batch adversarial training).
 //
 // Zhu, Cheng, Gan, Sun, Goldstein, Liu: "FreeLB: Enhanced Adversarial Training for Natural
-// Language Understanding", ICLR 2020, arXiv:1909.11764; the reference implementation is the
+// Language Understanding", ICLR 2020, arXiv:1909.11764 (https://arxiv.org/abs/1909.11764); the reference implementation is the
 // authors' (github.com/zhuchen03/FreeLB, huggingface/examples). With X the embedding layer's
 // output for the micro-batch and delta a perturbation of X's shape:
 //   delta_0 = U(-1, 1) * init_mag / sqrt(d)            d = elements per example

@@ -1,7 +1,7 @@
 // tricks/pgd.h — PGD, projected gradient descent (here: ascent) on the embedding table.
 //
 // Madry, Makelov, Schmidt, Tsipras, Vladu: "Towards Deep Learning Models Resistant to
-// Adversarial Attacks", ICLR 2018, arXiv:1706.06083; on embeddings as in the FGM/PGD recipes
+// Adversarial Attacks", ICLR 2018, arXiv:1706.06083 (https://arxiv.org/abs/1706.06083); on embeddings as in the FGM/PGD recipes
 // for text (the reference implementation of the seed's community, see docs/adversarial.md).
 // K ascent steps of size alpha, each projected back onto the L2 ball of radius epsilon around the
 // clean value E0 of each selected parameter:

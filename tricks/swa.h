@@ -2,7 +2,7 @@
 // tail of training, with its learning-rate schedule and the BatchNorm refresh.
 //
 // Izmailov, Podoprikhin, Garipov, Vetrov, Wilson: "Averaging Weights Leads to Wider Optima and
-// Better Generalization", UAI 2018, arXiv:1803.05407. SGD with a constant or cyclical lr keeps
+// Better Generalization", UAI 2018, arXiv:1803.05407 (https://arxiv.org/abs/1803.05407). SGD with a constant or cyclical lr keeps
 // moving around a wide, flat region of low loss; the average of the visited weights lies near its
 // centre, where small shifts between train and test loss surfaces cost little.
 //   AveragedModel:  w_swa <- w_swa + (w - w_swa) / (n + 1),  n <- n + 1   (first update copies w)

@@ -17,19 +17,36 @@
 
 namespace minidl::tricks {
 
-StepResult train_step(TrainStepConfig& c, int64_t batch_size,
-                      const std::function<Tensor(int64_t, int64_t)>& loss_fn) {
-    MDL_CHECK(c.optimizer != nullptr, StateError, "train_step: no optimizer");
-    const int adversaries = (c.fgm != nullptr) + (c.pgd != nullptr) + (c.awp != nullptr) +
-                            (c.freelb != nullptr);
+namespace {
+void check_config(const TrainStepConfig& c) {
+    const int adversaries =
+        (c.fgm != nullptr) + (c.pgd != nullptr) + (c.awp != nullptr) + (c.freelb != nullptr);
     MDL_CHECK(adversaries <= 1, StateError,
               "train_step: at most one adversarial trick per step, got ", adversaries);
     MDL_CHECK(!c.autocast || is_half(*c.autocast), DTypeError,
               "train_step: autocast dtype must be f16 or bf16, got ", *c.autocast);
+}
+}  // namespace
+
+StepResult train_step(TrainStepConfig& c, int64_t batch_size, const LossFn& loss_fn) {
+    MDL_CHECK(c.optimizer != nullptr, StateError, "train_step: no optimizer");
+    check_config(c);  // before zero_grad: a bad configuration changes nothing
+    c.optimizer->zero_grad();
+    return apply_gradients(c, accumulate_gradients(c, batch_size, loss_fn));
+}
+
+StepResult accumulate_gradients(TrainStepConfig& c, int64_t batch_size, const LossFn& loss_fn,
+                                int64_t denominator) {
+    check_config(c);
+    MDL_CHECK(denominator >= 0, ValueError,
+              "accumulate_gradients: the weight denominator must be >= 0, got ", denominator);
 
     StepResult result;
     const GradAccumulator accumulator(c.accum_steps);
-    const std::vector<MicroBatch> plan = accumulator.plan(batch_size);
+    std::vector<MicroBatch> plan = accumulator.plan(batch_size);
+    if (denominator > 0 && denominator != batch_size)  // a shard of a larger global batch
+        for (MicroBatch& mb : plan)
+            mb.weight = static_cast<double>(mb.end - mb.begin) / static_cast<double>(denominator);
     const bool accumulating = plan.size() > 1;
 
     // Forward of one micro-batch under autocast (when set), weighted by its share.
@@ -48,7 +65,6 @@ StepResult train_step(TrainStepConfig& c, int64_t batch_size,
         (c.scaler ? c.scaler->scale(loss) : loss).backward();
     };
 
-    c.optimizer->zero_grad();
     for (const MicroBatch& mb : plan) {
         if (c.sync_hook) c.sync_hook(mb.last);
         // The attacks follow this micro-batch's own gradient (grad - what is accumulated).
@@ -81,7 +97,11 @@ StepResult train_step(TrainStepConfig& c, int64_t batch_size,
         result.loss += mb.weight * clean;
         if (attack.nonfinite) result.overflow = true;
     }
+    return result;
+}
 
+StepResult apply_gradients(TrainStepConfig& c, StepResult result) {
+    MDL_CHECK(c.optimizer != nullptr, StateError, "apply_gradients: no optimizer");
     if (result.overflow && c.scaler) c.scaler->record_overflow(*c.optimizer);
     if (c.clip_norm > 0)
         result.grad_norm = c.scaler ? c.scaler->clip_grad_norm(*c.optimizer, c.clip_norm)

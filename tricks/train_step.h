@@ -66,15 +66,36 @@ struct TrainStepConfig {
 };
 
 struct StepResult {
-    double loss = 0.0;       // the effective batch's mean clean loss (sum of w_j * loss_j)
+    // The effective batch's mean loss (sum of w_j * loss_j) of the first forward pass of each
+    // micro-batch: the clean loss, except under FreeLB, whose first pass is already at X + delta_0.
+    double loss = 0.0;
     bool stepped = false;    // whether the optimizer updated the weights
     bool overflow = false;   // a non-finite gradient was found (scaled, or met by an attack)
     double grad_norm = 0.0;  // the pre-clip gradient norm when clipping is on
 };
 
+using LossFn = std::function<Tensor(int64_t begin, int64_t end)>;
+
 // `loss_fn(begin, end)` runs the forward pass on samples [begin, end) of the current batch and
 // returns their MEAN loss (a 0-d tensor); `batch_size` is the number of samples in the batch.
-StepResult train_step(TrainStepConfig& config, int64_t batch_size,
-                      const std::function<Tensor(int64_t begin, int64_t end)>& loss_fn);
+// It is zero_grad + accumulate_gradients + apply_gradients.
+StepResult train_step(TrainStepConfig& config, int64_t batch_size, const LossFn& loss_fn);
+
+// The two halves of train_step, for data parallelism (tricks/data_parallel.h): every replica runs
+// the gradient half on its shard, the gradients are summed across replicas, and the primary copy
+// runs the update half once.
+//
+// accumulate_gradients: the micro-batch loop above over samples [0, batch_size), without
+// zero_grad. Micro-batch j's mean loss is weighted by n_j / denominator (0: batch_size), so a
+// replica holding n_r samples of a global batch of N passes N and the replicas' gradients SUM to
+// the global batch's, whatever the shard sizes. Returns sum_j (n_j / denominator) * loss_j in
+// `loss` (the shard's part of the global mean loss) and, in `overflow`, whether an attack met a
+// non-finite gradient.
+StepResult accumulate_gradients(TrainStepConfig& config, int64_t batch_size, const LossFn& loss_fn,
+                                int64_t denominator = 0);
+// apply_gradients: an attack's overflow skips the step (record_overflow), clipping, the (scaled)
+// optimizer step, the scaler's update, then EMA and scheduler if the optimizer stepped. Takes the
+// loss and overflow flag of the gradient half.
+StepResult apply_gradients(TrainStepConfig& config, StepResult accumulated);
 
 }  // namespace minidl::tricks

@@ -59,6 +59,8 @@ class CpuKernels final : public Kernels {
     void bernoulli_scaled(Tensor& out, double keep_prob, uint64_t seed, uint64_t offset) override;
     void adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
                    Tensor* max_exp_avg_sq, const AdamArgs& args) override;
+    void adam_step_rows(Tensor& param, const Tensor& rows, const Tensor& values, Tensor& exp_avg,
+                        Tensor& exp_avg_sq, Tensor* max_exp_avg_sq, const AdamArgs& args) override;
     void sgd_step(Tensor& param, const Tensor& grad, Tensor* momentum_buffer,
                   const SgdArgs& args) override;
     void ema_update(Tensor& shadow, const Tensor& param, double decay) override;

@@ -133,12 +133,16 @@ struct AdamCoefficients {
     A neg_step_size;  // -lr / (1 - beta1^t)
 };
 
-template <typename T, typename A, bool kAmsgrad, bool kCoupledDecay>
+// kZeroGrad: the gradient is +0.0 everywhere and g is not read (the untouched rows of a
+// row-sparse gradient). The arithmetic is the same expression on the same value, and GCC may not
+// fold x * 0 or x + 0 without -ffast-math (signed zeros, NaN), so the result is bitwise what a
+// dense gradient of zeros gives.
+template <typename T, typename A, bool kAmsgrad, bool kCoupledDecay, bool kZeroGrad = false>
 void adam_run(T* __restrict p, const T* __restrict g, float* __restrict m, float* __restrict v,
               float* __restrict vmax, int64_t n, const AdamCoefficients<A>& c) {
     for (int64_t i = 0; i < n; ++i) {
         A param = static_cast<A>(p[i]) * c.decay_factor;
-        A grad = c.grad_sign * static_cast<A>(g[i]);
+        A grad = c.grad_sign * (kZeroGrad ? static_cast<A>(T(0)) : static_cast<A>(g[i]));
         if constexpr (kCoupledDecay) grad = grad + c.weight_decay * param;
         const A mi = static_cast<A>(m[i]) * c.beta1 + c.one_minus_beta1 * grad;
         const A vi = static_cast<A>(v[i]) * c.beta2 + c.one_minus_beta2 * grad * grad;
@@ -154,6 +158,37 @@ void adam_run(T* __restrict p, const T* __restrict g, float* __restrict m, float
         param = param + c.neg_step_size * mi / denom;
         p[i] = static_cast<T>(param);
     }
+}
+
+// The step's scalars in double, as PyTorch computes them in Python floats, rounded once to A.
+template <typename A>
+AdamCoefficients<A> adam_coefficients(const AdamArgs& args) {
+    const double t = static_cast<double>(args.step);
+    const double bias_correction1 = 1.0 - std::pow(args.beta1, t);
+    const double bias_correction2 = 1.0 - std::pow(args.beta2, t);
+    return AdamCoefficients<A>{
+        .grad_sign = static_cast<A>(args.maximize ? -1.0 : 1.0),
+        .weight_decay = static_cast<A>(args.weight_decay),
+        .decay_factor =
+            static_cast<A>(args.decoupled_weight_decay ? 1.0 - args.lr * args.weight_decay : 1.0),
+        .beta1 = static_cast<A>(args.beta1),
+        .one_minus_beta1 = static_cast<A>(1.0 - args.beta1),
+        .beta2 = static_cast<A>(args.beta2),
+        .one_minus_beta2 = static_cast<A>(1.0 - args.beta2),
+        .bias_correction2_sqrt = static_cast<A>(std::sqrt(bias_correction2)),
+        .eps = static_cast<A>(args.eps),
+        .neg_step_size = static_cast<A>(-(args.lr / bias_correction1))};
+}
+
+void check_adam_args(const char* kernel, const Tensor& param, const Tensor& exp_avg,
+                     const Tensor& exp_avg_sq, const Tensor* max_exp_avg_sq,
+                     const AdamArgs& args) {
+    check_state(kernel, "exp_avg", exp_avg, param);
+    check_state(kernel, "exp_avg_sq", exp_avg_sq, param);
+    MDL_ASSERT(!args.amsgrad || max_exp_avg_sq != nullptr, kernel,
+               ": amsgrad needs max_exp_avg_sq");
+    if (args.amsgrad) check_state(kernel, "max_exp_avg_sq", *max_exp_avg_sq, param);
+    MDL_ASSERT(args.step >= 1, kernel, ": step must count from 1, got ", args.step);
 }
 
 // ---- SGD -------------------------------------------------------------------------------------
@@ -238,33 +273,13 @@ void CpuKernels::adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, T
     MDL_ASSERT(grad.dtype() == param.dtype() && grad.numel() == param.numel(),
                "adam_step: gradient ", grad.dtype(), " ", shape_str(grad.shape()),
                " does not match parameter ", param.dtype(), " ", shape_str(param.shape()));
-    check_state("adam_step", "exp_avg", exp_avg, param);
-    check_state("adam_step", "exp_avg_sq", exp_avg_sq, param);
-    MDL_ASSERT(!args.amsgrad || max_exp_avg_sq != nullptr,
-               "adam_step: amsgrad needs max_exp_avg_sq");
-    if (args.amsgrad) check_state("adam_step", "max_exp_avg_sq", *max_exp_avg_sq, param);
-    MDL_ASSERT(args.step >= 1, "adam_step: step must count from 1, got ", args.step);
+    check_adam_args("adam_step", param, exp_avg, exp_avg_sq, max_exp_avg_sq, args);
 
-    // Scalars in double, as PyTorch computes them in Python floats.
-    const double t = static_cast<double>(args.step);
-    const double bias_correction1 = 1.0 - std::pow(args.beta1, t);
-    const double bias_correction2 = 1.0 - std::pow(args.beta2, t);
     const bool coupled = !args.decoupled_weight_decay && args.weight_decay != 0.0;
     dispatch_float(param.dtype(), "adam_step", [&](auto tag) {
         using T = decltype(tag);
         using A = acc_t<T>;
-        const AdamCoefficients<A> c{
-            .grad_sign = static_cast<A>(args.maximize ? -1.0 : 1.0),
-            .weight_decay = static_cast<A>(args.weight_decay),
-            .decay_factor = static_cast<A>(
-                args.decoupled_weight_decay ? 1.0 - args.lr * args.weight_decay : 1.0),
-            .beta1 = static_cast<A>(args.beta1),
-            .one_minus_beta1 = static_cast<A>(1.0 - args.beta1),
-            .beta2 = static_cast<A>(args.beta2),
-            .one_minus_beta2 = static_cast<A>(1.0 - args.beta2),
-            .bias_correction2_sqrt = static_cast<A>(std::sqrt(bias_correction2)),
-            .eps = static_cast<A>(args.eps),
-            .neg_step_size = static_cast<A>(-(args.lr / bias_correction1))};
+        const AdamCoefficients<A> c = adam_coefficients<A>(args);
         T* p = param.raw<T>();
         const T* g = grad.raw<T>();
         float* m = exp_avg.raw<float>();
@@ -275,6 +290,61 @@ void CpuKernels::adam_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, T
                 for_blocks(param.numel(), true, [&](int64_t b, int64_t e) {
                     adam_run<T, A, decltype(amsgrad)::value, decltype(coupled_decay)::value>(
                         p + b, g + b, m + b, v + b, vmax ? vmax + b : nullptr, e - b, c);
+                });
+            });
+        });
+    });
+}
+
+// The row-sparse step: each fixed block of elements is walked as runs of untouched elements
+// (adam_run with kZeroGrad: g is never read) and pieces of touched rows (adam_run on the row's
+// stored gradient). Same blocks, same per-element instructions as adam_step: bitwise its result.
+void CpuKernels::adam_step_rows(Tensor& param, const Tensor& rows, const Tensor& values,
+                                Tensor& exp_avg, Tensor& exp_avg_sq, Tensor* max_exp_avg_sq,
+                                const AdamArgs& args) {
+    MDL_ASSERT(param.dim() == 2 && values.dim() == 2 && values.dtype() == param.dtype() &&
+                   values.shape()[1] == param.shape()[1] && rows.dtype() == DType::I64 &&
+                   rows.numel() == values.shape()[0],
+               "adam_step_rows: rows ", shape_str(rows.shape()), " and values ", values.dtype(),
+               " ", shape_str(values.shape()), " do not fit the parameter ", param.dtype(), " ",
+               shape_str(param.shape()));
+    check_adam_args("adam_step_rows", param, exp_avg, exp_avg_sq, max_exp_avg_sq, args);
+    const bool coupled = !args.decoupled_weight_decay && args.weight_decay != 0.0;
+    const int64_t C = param.shape()[1], n = param.numel(), R = rows.numel();
+    const int64_t* touched = rows.data<int64_t>();
+    dispatch_float(param.dtype(), "adam_step_rows", [&](auto tag) {
+        using T = decltype(tag);
+        using A = acc_t<T>;
+        const AdamCoefficients<A> c = adam_coefficients<A>(args);
+        T* p = param.raw<T>();
+        const T* g = values.raw<T>();
+        float* m = exp_avg.raw<float>();
+        float* v = exp_avg_sq.raw<float>();
+        float* vmax = args.amsgrad ? max_exp_avg_sq->raw<float>() : nullptr;
+        with_flag(args.amsgrad, [&](auto amsgrad) {
+            with_flag(coupled, [&](auto coupled_decay) {
+                constexpr bool kAms = decltype(amsgrad)::value;
+                constexpr bool kCoupled = decltype(coupled_decay)::value;
+                for_blocks(n, true, [&](int64_t b, int64_t e) {
+                    // k: the first touched row at or after the row holding element b.
+                    int64_t k = std::lower_bound(touched, touched + R, b / C) - touched;
+                    for (int64_t pos = b; pos < e;) {
+                        const int64_t row_start = k < R ? touched[k] * C : n;
+                        if (pos < row_start) {  // untouched: g = +0.0
+                            const int64_t end = std::min(e, row_start);
+                            adam_run<T, A, kAms, kCoupled, true>(
+                                p + pos, nullptr, m + pos, v + pos, vmax ? vmax + pos : nullptr,
+                                end - pos, c);
+                            pos = end;
+                            continue;
+                        }
+                        const int64_t end = std::min(e, row_start + C);
+                        adam_run<T, A, kAms, kCoupled>(p + pos, g + k * C + (pos - row_start),
+                                                       m + pos, v + pos,
+                                                       vmax ? vmax + pos : nullptr, end - pos, c);
+                        if (end == row_start + C) ++k;
+                        pos = end;
+                    }
                 });
             });
         });

@@ -1,0 +1,25 @@
+// bench/bench_cpu.h — the benchmark sections of bench_kernels (see bench_kernels.cpp for what
+// each one measures and how). Each returns its figures as JSON objects; `scale` shortens the
+// timed loops (--quick: 0.25).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+// bench_cpu.cpp
+nlohmann::json cpu_peak(int threads, double scale);
+nlohmann::json cpu_gemm(int64_t n, int threads, double scale);
+std::vector<nlohmann::json> cpu_triad(int threads, double scale);
+std::vector<nlohmann::json> cpu_adam(int threads, double scale);
+std::vector<nlohmann::json> cpu_overhead(int threads, double scale);
+
+// bench_step.cpp: the example's training step on `device` ("cpu", "cuda", "cuda:N").
+nlohmann::json example_step(const std::string& device, int threads, double scale);
+
+// bench_gpu.cpp: every GPU section (`only` filters as on the CPU: gemm, copy, adam, step).
+nlohmann::json run_gpu(const std::string& device, const std::string& only, bool quick);
+
+}  // namespace bench

@@ -1,0 +1,551 @@
+// examples/text_classifier/train.cpp — see train.h.
+#include "examples/text_classifier/train.h"
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "core/backend.h"
+#include "core/check.h"
+#include "core/comm.h"
+#include "examples/text_classifier/progress.h"
+#include "ops/loss.h"
+#include "optim/adam.h"
+#include "optim/optimizer.h"
+#include "tricks/amp.h"
+#include "tricks/awp.h"
+#include "tricks/data_parallel.h"
+#include "tricks/distributed.h"
+#include "tricks/ema.h"
+#include "tricks/fgm.h"
+#include "tricks/freelb.h"
+#include "tricks/pgd.h"
+#include "tricks/swa.h"
+#include "tricks/train_step.h"
+
+namespace textclf {
+
+using minidl::Device;
+using minidl::DType;
+using minidl::StateDict;
+using minidl::Tensor;
+using minidl::ValueError;
+using json = nlohmann::json;
+namespace tricks = minidl::tricks;
+
+// ---- configuration ----------------------------------------------------------------------------
+
+void validate(const TrainConfig& c) {
+    MDL_CHECK(c.epochs >= 1, ValueError, "--epochs must be at least 1, got ", c.epochs);
+    MDL_CHECK(c.batch >= 1, ValueError, "--batch must be at least 1, got ", c.batch);
+    MDL_CHECK(c.lr > 0 && std::isfinite(c.lr), ValueError, "--lr must be positive, got ", c.lr);
+    MDL_CHECK(c.accum >= 1 && c.accum <= c.batch, ValueError,
+              "--accum must be in [1, --batch = ", c.batch, "], got ", c.accum);
+    MDL_CHECK(c.fgm >= 0, ValueError, "--fgm EPS must be non-negative, got ", c.fgm);
+    const int adversaries = (c.fgm > 0) + c.pgd + c.freelb + c.awp;
+    MDL_CHECK(adversaries <= 1, ValueError,
+              "--fgm, --pgd, --freelb and --awp are alternatives: choose one, got ", adversaries);
+    MDL_CHECK(c.ema >= 0 && c.ema < 1, ValueError, "--ema DECAY must be in [0, 1), got ", c.ema);
+    MDL_CHECK(c.swa_start >= 0 && c.swa_start <= c.epochs, ValueError,
+              "--swa-start must be in [1, --epochs = ", c.epochs, "] (0 = off), got ", c.swa_start);
+    MDL_CHECK(!c.swa_lr || *c.swa_lr >= 0, ValueError, "--swa-lr must be non-negative");
+    MDL_CHECK(c.amp.empty() || c.amp == "f16" || c.amp == "bf16", ValueError,
+              "--amp must be f16 or bf16, got '", c.amp, "'");
+    MDL_CHECK(c.clip >= 0, ValueError, "--clip must be non-negative, got ", c.clip);
+    MDL_CHECK(c.eval_batch >= 1, ValueError, "eval batch must be positive");
+    MDL_CHECK(c.dim >= 1 && c.hidden >= 1, ValueError, "--dim and --hidden must be positive");
+    MDL_CHECK(c.replicas >= 1 && c.replicas <= c.batch, ValueError,
+              "--replicas must be in [1, --batch = ", c.batch, "], got ", c.replicas);
+    MDL_CHECK(c.replicas == 1 || !c.distributed, ValueError,
+              "--replicas and --distributed are alternatives: choose one");
+}
+
+json to_json(const TrainConfig& c) {
+    json j = {{"epochs", c.epochs},
+              {"batch", c.batch},
+              {"lr", c.lr},
+              {"seed", c.seed},
+              {"device", c.device},
+              {"dim", c.dim},
+              {"hidden", c.hidden},
+              {"fgm", c.fgm},
+              {"pgd", c.pgd},
+              {"pgd_eps", c.pgd_eps},
+              {"pgd_alpha", c.pgd_alpha},
+              {"pgd_steps", c.pgd_steps},
+              {"freelb", c.freelb},
+              {"freelb_steps", c.freelb_steps},
+              {"freelb_lr", c.freelb_lr},
+              {"freelb_init", c.freelb_init},
+              {"freelb_max_norm", c.freelb_max_norm},
+              {"awp", c.awp},
+              {"awp_lr", c.awp_lr},
+              {"awp_eps", c.awp_eps},
+              {"ema", c.ema},
+              {"ema_warmup", c.ema_warmup},
+              {"swa_start", c.swa_start},
+              {"amp", c.amp},
+              {"accum", c.accum},
+              {"clip", c.clip},
+              {"replicas", c.replicas},
+              {"distributed", c.distributed},
+              {"eval_batch", c.eval_batch}};
+    j["swa_lr"] = c.swa_lr ? json(*c.swa_lr) : json(nullptr);
+    return j;
+}
+
+TrainConfig train_config_from_json(const json& j) {
+    TrainConfig c;
+    // Each key is optional: a record from an older version gets today's defaults.
+    auto get = [&](const char* key, auto& field) {
+        if (j.contains(key) && !j[key].is_null())
+            field = j[key].get<std::decay_t<decltype(field)>>();
+    };
+    get("epochs", c.epochs);
+    get("batch", c.batch);
+    get("lr", c.lr);
+    get("seed", c.seed);
+    get("device", c.device);
+    get("dim", c.dim);
+    get("hidden", c.hidden);
+    get("fgm", c.fgm);
+    get("pgd", c.pgd);
+    get("pgd_eps", c.pgd_eps);
+    get("pgd_alpha", c.pgd_alpha);
+    get("pgd_steps", c.pgd_steps);
+    get("freelb", c.freelb);
+    get("freelb_steps", c.freelb_steps);
+    get("freelb_lr", c.freelb_lr);
+    get("freelb_init", c.freelb_init);
+    get("freelb_max_norm", c.freelb_max_norm);
+    get("awp", c.awp);
+    get("awp_lr", c.awp_lr);
+    get("awp_eps", c.awp_eps);
+    get("ema", c.ema);
+    get("ema_warmup", c.ema_warmup);
+    get("swa_start", c.swa_start);
+    get("amp", c.amp);
+    get("accum", c.accum);
+    get("clip", c.clip);
+    get("replicas", c.replicas);
+    get("distributed", c.distributed);
+    get("eval_batch", c.eval_batch);
+    if (j.contains("swa_lr") && !j["swa_lr"].is_null()) c.swa_lr = j["swa_lr"].get<double>();
+    return c;
+}
+
+std::string describe_tricks(const TrainConfig& c) {
+    std::vector<std::string> parts;
+    auto num = [](double v) {
+        std::ostringstream os;
+        os << v;
+        return os.str();
+    };
+    if (c.fgm > 0) parts.push_back("fgm(eps=" + num(c.fgm) + ")");
+    if (c.pgd) parts.push_back("pgd(eps=" + num(c.pgd_eps) + ",K=" + num(c.pgd_steps) + ")");
+    if (c.freelb) parts.push_back("freelb(K=" + num(c.freelb_steps) + ")");
+    if (c.awp) parts.push_back("awp(lr=" + num(c.awp_lr) + ")");
+    if (c.ema > 0) parts.push_back("ema(" + num(c.ema) + (c.ema_warmup ? ",warmup)" : ")"));
+    if (c.swa_start > 0) parts.push_back("swa(from " + num(c.swa_start) + ")");
+    if (!c.amp.empty()) parts.push_back("amp(" + c.amp + ")");
+    if (c.accum > 1) parts.push_back("accum(" + num(c.accum) + ")");
+    if (c.clip > 0) parts.push_back("clip(" + num(c.clip) + ")");
+    if (parts.empty()) return "baseline";
+    std::string out = parts[0];
+    for (size_t i = 1; i < parts.size(); ++i)
+        out += "+" + parts[i];
+    return out;
+}
+
+Device resolve_device(const std::string& name) {
+    const Device d = Device::parse(name);
+    if (d.is_cuda()) {
+        MDL_CHECK(minidl::cuda::built_with_cuda(), minidl::DeviceError, "--device ", name,
+                  ": this text_classifier was built without CUDA; configure with "
+                  "-DMINIDL_CUDA=ON (or use --device cpu)");
+        MDL_CHECK(d.index < minidl::cuda::device_count(), minidl::DeviceError, "--device ", name,
+                  ": no usable CUDA device (found ", minidl::cuda::device_count(), ")");
+    }
+    return d;
+}
+
+json to_json(const EpochRecord& r) {
+    json j = {{"epoch", r.epoch},
+              {"loss", r.loss},
+              {"time_s", r.time_s},
+              {"samples_per_s", r.samples_per_s},
+              {"steps", r.steps},
+              {"skipped_steps", r.skipped_steps},
+              {"lr", r.lr},
+              {"test_loss", r.test_loss},
+              {"test_accuracy", r.test_accuracy},
+              {"test_macro_f1", r.test_macro_f1}};
+    if (r.val_accuracy) j["val_accuracy"] = *r.val_accuracy;
+    return j;
+}
+
+EpochRecord epoch_record_from_json(const json& j) {
+    EpochRecord r;
+    r.epoch = j.at("epoch").get<int64_t>();
+    r.loss = j.at("loss").get<double>();
+    r.time_s = j.at("time_s").get<double>();
+    r.samples_per_s = j.at("samples_per_s").get<double>();
+    r.steps = j.at("steps").get<int64_t>();
+    r.skipped_steps = j.at("skipped_steps").get<int64_t>();
+    r.lr = j.at("lr").get<double>();
+    r.test_loss = j.at("test_loss").get<double>();
+    r.test_accuracy = j.at("test_accuracy").get<double>();
+    r.test_macro_f1 = j.at("test_macro_f1").get<double>();
+    if (j.contains("val_accuracy")) r.val_accuracy = j["val_accuracy"].get<double>();
+    return r;
+}
+
+// ---- the trainer ------------------------------------------------------------------------------
+
+namespace {
+// An adversarial trick for the model, or under --replicas one per replica (each attacks its own
+// copy with its own shard's gradient); `make` builds one for a given copy of the model.
+template <typename Attack>
+std::shared_ptr<Attack> make_attack(
+    tricks::DataParallel* dp, minidl::nn::Module& model,
+    const std::function<std::unique_ptr<Attack>(minidl::nn::Module&)>& make) {
+    return dp ? dp->make_attack<Attack>(make) : std::shared_ptr<Attack>(make(model));
+}
+}  // namespace
+
+Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string& init_from)
+    : config_(std::move(config)),
+      data_(&data),
+      device_(resolve_device(config_.device)),
+      data_gen_(config_.seed + kDataSeedOffset) {
+    validate(config_);
+    MDL_CHECK(data.train.size() > 0, ValueError, "Trainer: no training documents");
+    const ModelConfig mc{.vocab = data.vocab.size(),
+                         .dim = config_.dim,
+                         .hidden = config_.hidden,
+                         .classes = static_cast<int64_t>(data.classes().size())};
+    minidl::manual_seed(config_.seed);  // PyTorch's torch.manual_seed(seed); Model(...)
+    model_ = std::make_shared<TextClassifier>(mc);
+    if (!init_from.empty()) load_weights(*model_, init_from);
+    // --distributed on GPUs: rank k of a machine drives its k-th GPU (unless --device cuda:N).
+    if (config_.distributed && device_.is_cuda() && config_.device == "cuda")
+        device_ = Device::cuda(minidl::launch_local_rank() % minidl::cuda::device_count());
+    model_->to(device_);
+    if (config_.replicas > 1) {  // replica r on the r-th device from --device on
+        std::vector<Device> devices;
+        for (int64_t r = 0; r < config_.replicas; ++r)
+            devices.push_back(device_.is_cpu()
+                                  ? device_
+                                  : Device::cuda(static_cast<int>((device_.index + r) %
+                                                                  minidl::cuda::device_count())));
+        dp_ = std::make_unique<tricks::DataParallel>(
+            *model_, tricks::DataParallelOptions{.devices = devices});
+    }
+    if (config_.distributed) {  // MPI between the processes; NCCL between their GPUs
+        std::shared_ptr<minidl::Communicator> comm = minidl::mpi::world();
+        if (device_.is_cuda()) comm = minidl::nccl::init_rank(*comm, device_.index);
+        ddp_ = std::make_unique<tricks::DistributedDataParallel>(*model_, comm);
+        MDL_CHECK(config_.batch % ddp_->world_size() == 0, ValueError, "--batch ", config_.batch,
+                  " must be a multiple of the number of processes, ", ddp_->world_size());
+    }
+    optimizer_ = std::make_unique<minidl::optim::Adam>(
+        model_->parameters(), minidl::optim::AdamOptions{.lr = config_.lr});
+    using minidl::nn::Module;
+    if (config_.fgm > 0)
+        fgm_ = make_attack<tricks::FGM>(dp_.get(), *model_, [&](Module& m) {
+            return std::make_unique<tricks::FGM>(m, tricks::FGMOptions{.epsilon = config_.fgm});
+        });
+    if (config_.pgd)
+        pgd_ = make_attack<tricks::PGD>(dp_.get(), *model_, [&](Module& m) {
+            return std::make_unique<tricks::PGD>(
+                m, tricks::PGDOptions{.epsilon = config_.pgd_eps,
+                                      .alpha = config_.pgd_alpha,
+                                      .steps = static_cast<int>(config_.pgd_steps)});
+        });
+    if (config_.freelb)
+        freelb_ = make_attack<tricks::FreeLB>(dp_.get(), *model_, [&](Module& m) {
+            return std::make_unique<tricks::FreeLB>(
+                *dynamic_cast<TextClassifier&>(m).embedding,
+                tricks::FreeLBOptions{.steps = static_cast<int>(config_.freelb_steps),
+                                      .adv_lr = config_.freelb_lr,
+                                      .init_mag = config_.freelb_init,
+                                      .max_norm = config_.freelb_max_norm,
+                                      .seed = config_.seed});
+        });
+    if (config_.awp)
+        awp_ = make_attack<tricks::AWP>(dp_.get(), *model_, [&](Module& m) {
+            return std::make_unique<tricks::AWP>(
+                m, tricks::AWPOptions{.adv_lr = config_.awp_lr, .adv_eps = config_.awp_eps});
+        });
+    if (config_.ema > 0)
+        ema_ = std::make_unique<tricks::EMA>(
+            *model_,
+            tricks::EMAOptions{
+                .decay = config_.ema, .warmup = config_.ema_warmup, .optimizer = optimizer_.get()});
+    if (config_.swa_start > 0) {
+        swa_ = std::make_unique<tricks::AveragedModel>(*model_, tricks::AveragedModel::AverageFn{},
+                                                       optimizer_.get());
+        // One epoch of annealing: the epochs after swa_start train at swa_lr.
+        swa_lr_ = std::make_unique<tricks::SWALR>(
+            *optimizer_, tricks::SWALROptions{.swa_lr = config_.swa_lr.value_or(config_.lr),
+                                              .anneal_epochs = 1});
+    }
+    if (config_.amp == "f16") scaler_ = std::make_unique<minidl::amp::GradScaler>();
+    epoch_gen_state_ = data_gen_.state();
+    const int64_t K = mc.classes;
+    test_ = to_doc_tensors(data.test, device_, K);
+    val_ = to_doc_tensors(data.val, device_, K);
+}
+
+Trainer::~Trainer() = default;
+
+double Trainer::train_s() const {
+    double s = 0;
+    for (const auto& r : history_)
+        s += r.time_s;
+    return s;
+}
+
+std::shared_ptr<TextClassifier> Trainer::evaluation_model() {
+    if (swa_ && swa_->n_averaged() > 0) {
+        // BatchNorm statistics of the average would be recomputed here; this model has none.
+        TextClassifier& avg = swa_->module_as<TextClassifier>();
+        tricks::update_bn(avg, [&] {
+            for (int64_t b = 0; b < data_->train.size(); b += config_.eval_batch) {
+                ModelBatch mb;
+                std::vector<int64_t> rows;
+                for (int64_t r = b; r < std::min(data_->train.size(), b + config_.eval_batch); ++r)
+                    rows.push_back(r);
+                gather_batch(data_->train, rows, device_, mb);
+                const ModelBatch::Slice s = mb.slice(0, mb.size);
+                avg.forward(s.ids, s.offsets);
+            }
+        });
+        return minidl::nn::clone(avg);
+    }
+    if (ema_) {
+        auto swapped = ema_->apply_shadow();
+        return minidl::nn::clone(*model_);
+    }
+    return model_;
+}
+
+bool Trainer::run(const TrainHooks& hooks) {
+    while (epoch_ < config_.epochs) {
+        bool stopped = false;
+        run_epoch(hooks, stopped);
+        if (stopped) {
+            if (hooks.checkpoint) hooks.checkpoint();
+            return false;
+        }
+        finish_epoch(hooks);
+    }
+    return true;
+}
+
+void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
+    const EncodedDocs& train = data_->train;
+    // The epoch's order: drawn from the state saved when the previous epoch ended (or at
+    // construction), so a run resumed anywhere in this epoch redraws the same order.
+    data_gen_.set_state(epoch_gen_state_);
+    std::vector<int64_t> order = data_gen_.randperm(train.size());
+    // --distributed: this rank's even shard of the order (every rank the same number of
+    // samples, hence of steps) and its 1/N of every batch.
+    int64_t batch = config_.batch;
+    if (ddp_) {
+        order = tricks::DistributedSampler::shard(order, ddp_->rank(), ddp_->world_size());
+        batch /= ddp_->world_size();
+    }
+    const auto N = static_cast<int64_t>(order.size());
+    const int64_t num_batches = (N + batch - 1) / batch;
+    const int64_t window = std::max<int64_t>(1, num_batches / 10);
+
+    tricks::TrainStepConfig step;
+    step.optimizer = optimizer_.get();
+    step.fgm = fgm_.get();
+    step.pgd = pgd_.get();
+    step.awp = awp_.get();
+    step.freelb = freelb_.get();
+    step.scaler = scaler_.get();
+    step.accum_steps = config_.accum;
+    step.clip_norm = config_.clip;
+    step.ema = ema_.get();
+    if (!config_.amp.empty()) step.autocast = config_.amp == "f16" ? DType::F16 : DType::BF16;
+    model_->train();
+    if (hooks.progress) hooks.progress->begin_epoch(epoch_ + 1, config_.epochs, N, epoch_samples_);
+
+    ModelBatch mb;
+    auto loss_fn = [&](int64_t begin, int64_t end) {
+        const ModelBatch::Slice s = mb.slice(begin, end);
+        return minidl::cross_entropy(model_->forward(s.ids, s.offsets), s.labels);
+    };
+    // --replicas: replica r's forward on its samples, called from its own thread.
+    auto replica_loss_fn = [&](int r, int64_t begin, int64_t end) {
+        const ModelBatch::Slice s = mb.slice(begin, end);
+        const Device d = dp_->device(r);
+        return minidl::cross_entropy(
+            dp_->replica<TextClassifier>(r).forward(s.ids.to(d), s.offsets.to(d)), s.labels.to(d));
+    };
+    auto t0 = std::chrono::steady_clock::now();
+    for (; batch_ < num_batches; ++batch_) {
+        if (hooks.should_stop && hooks.should_stop()) {
+            stopped = true;
+            break;
+        }
+        const int64_t start = batch_ * batch;
+        const int64_t len = std::min(batch, N - start);
+        gather_batch(train, std::span<const int64_t>(order).subspan(start, len), device_, mb);
+        const tricks::StepResult r = ddp_  ? ddp_->train_step(step, mb.size, loss_fn)
+                                     : dp_ ? dp_->train_step(step, mb.size, replica_loss_fn)
+                                           : tricks::train_step(step, mb.size, loss_fn);
+        ++global_step_;
+        ++epoch_steps_;
+        if (!r.stepped) ++epoch_skipped_;
+        epoch_loss_sum_ += r.loss * static_cast<double>(len);
+        epoch_samples_ += len;
+        window_sum_ += r.loss;
+        ++window_n_;
+        if (window_n_ == window || batch_ + 1 == num_batches) {
+            const double x = static_cast<double>(epoch_) +
+                             static_cast<double>(batch_ + 1) / static_cast<double>(num_batches);
+            curve_.emplace_back(x, window_sum_ / static_cast<double>(window_n_));
+            window_sum_ = 0;
+            window_n_ = 0;
+        }
+        if (hooks.progress) {
+            const double elapsed =
+                epoch_time_ +
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            hooks.progress->update(epoch_samples_, epoch_loss_sum_ / epoch_samples_, elapsed);
+        }
+    }
+    epoch_time_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void Trainer::finish_epoch(const TrainHooks& hooks) {
+    EpochRecord r;
+    r.epoch = epoch_ + 1;
+    r.loss = epoch_samples_ > 0 ? epoch_loss_sum_ / static_cast<double>(epoch_samples_) : 0.0;
+    r.time_s = epoch_time_;
+    r.samples_per_s = epoch_time_ > 0 ? static_cast<double>(epoch_samples_) / epoch_time_ : 0.0;
+    r.steps = epoch_steps_;
+    r.skipped_steps = epoch_skipped_;
+    if (swa_ && r.epoch >= config_.swa_start) {
+        swa_->update_parameters(*model_);
+        swa_lr_->step();
+    }
+    r.lr = optimizer_->param_groups()[0].lr;
+    std::shared_ptr<TextClassifier> eval_model = evaluation_model();
+    const Metrics test = evaluate(*eval_model, test_, config_.eval_batch);
+    r.test_loss = test.loss;
+    r.test_accuracy = test.accuracy;
+    r.test_macro_f1 = test.macro_f1;
+    if (val_.size() > 0) r.val_accuracy = evaluate(*eval_model, val_, config_.eval_batch).accuracy;
+    history_.push_back(r);
+    ++epoch_;
+    batch_ = 0;
+    epoch_gen_state_ = data_gen_.state();
+    epoch_loss_sum_ = epoch_time_ = 0;
+    epoch_samples_ = epoch_steps_ = epoch_skipped_ = 0;
+    if (hooks.progress) hooks.progress->end_epoch(r);
+    if (hooks.checkpoint) hooks.checkpoint();
+}
+
+// ---- state ------------------------------------------------------------------------------------
+
+namespace {
+
+void put_generator(StateDict& sd, const std::string& key, const minidl::Generator::State& s) {
+    sd.metadata[key + ".seed"] = std::to_string(s.seed);
+    sd.metadata[key + ".offset"] = std::to_string(s.offset);
+}
+
+minidl::Generator::State get_generator(const StateDict& sd, const std::string& key) {
+    return {std::stoull(sd.meta(key + ".seed")), std::stoull(sd.meta(key + ".offset"))};
+}
+
+}  // namespace
+
+StateDict Trainer::state_dict() const {
+    using minidl::optim::format_double;
+    StateDict sd;
+    sd.merge(model_->state_dict(), "model.");
+    sd.merge(optimizer_->state_dict(), "optimizer.");
+    if (ema_) sd.merge(ema_->state_dict(), "ema.");
+    if (swa_) {
+        sd.merge(swa_->state_dict(), "swa.");
+        sd.merge(swa_lr_->state_dict(), "swa_lr.");
+    }
+    if (scaler_) sd.merge(scaler_->state_dict(), "scaler.");
+    put_generator(sd, "rng.default", minidl::default_generator().state());
+    put_generator(sd, "rng.data", data_gen_.state());
+    put_generator(sd, "rng.epoch", epoch_gen_state_);
+    if (freelb_) put_generator(sd, "rng.freelb", freelb_->generator().state());
+    auto& m = sd.metadata;
+    m["position.epoch"] = std::to_string(epoch_);
+    m["position.batch"] = std::to_string(batch_);
+    m["position.global_step"] = std::to_string(global_step_);
+    m["epoch.loss_sum"] = format_double(epoch_loss_sum_);
+    m["epoch.time_s"] = format_double(epoch_time_);
+    m["epoch.samples"] = std::to_string(epoch_samples_);
+    m["epoch.steps"] = std::to_string(epoch_steps_);
+    m["epoch.skipped"] = std::to_string(epoch_skipped_);
+    m["curve.window_sum"] = format_double(window_sum_);
+    m["curve.window_n"] = std::to_string(window_n_);
+    json hist = json::array(), curve = json::array();
+    for (const auto& r : history_)
+        hist.push_back(to_json(r));
+    // Curve values as exact text, so that a resumed run's record matches bit for bit.
+    for (const auto& [x, y] : curve_)
+        curve.push_back({format_double(x), format_double(y)});
+    m["history"] = hist.dump();
+    m["curve"] = curve.dump();
+    m["config"] = to_json(config_).dump();
+    return sd;
+}
+
+void Trainer::load_state_dict(const StateDict& sd) {
+    using minidl::optim::parse_double;
+    // Checked first: a checkpoint of another configuration would load but train differently.
+    TrainConfig saved = train_config_from_json(json::parse(sd.meta("config", "checkpoint")));
+    // The device and the evaluation batch do not change the trajectory (a GPU checkpoint
+    // resumes on a CPU); everything else must match.
+    saved.device = config_.device;
+    saved.eval_batch = config_.eval_batch;
+    MDL_CHECK(to_json(saved) == to_json(config_), minidl::StateError,
+              "Trainer::load_state_dict: the checkpoint was written with another configuration: ",
+              to_json(saved).dump(), " (this run: ", to_json(config_).dump(), ")");
+    model_->load_state_dict(sd.sub("model."));
+    optimizer_->load_state_dict(sd.sub("optimizer."));
+    if (ema_) ema_->load_state_dict(sd.sub("ema."));
+    if (swa_) {
+        swa_->load_state_dict(sd.sub("swa."));
+        swa_lr_->load_state_dict(sd.sub("swa_lr."));
+    }
+    if (scaler_) scaler_->load_state_dict(sd.sub("scaler."));
+    minidl::default_generator().set_state(get_generator(sd, "rng.default"));
+    data_gen_.set_state(get_generator(sd, "rng.data"));
+    epoch_gen_state_ = get_generator(sd, "rng.epoch");
+    if (freelb_) freelb_->generator().set_state(get_generator(sd, "rng.freelb"));
+    auto i64 = [&](const char* key) { return std::stoll(sd.meta(key, "checkpoint")); };
+    auto f64 = [&](const char* key) { return parse_double(sd.meta(key, "checkpoint"), key); };
+    epoch_ = i64("position.epoch");
+    batch_ = i64("position.batch");
+    global_step_ = i64("position.global_step");
+    epoch_loss_sum_ = f64("epoch.loss_sum");
+    epoch_time_ = f64("epoch.time_s");
+    epoch_samples_ = i64("epoch.samples");
+    epoch_steps_ = i64("epoch.steps");
+    epoch_skipped_ = i64("epoch.skipped");
+    window_sum_ = f64("curve.window_sum");
+    window_n_ = i64("curve.window_n");
+    history_.clear();
+    for (const auto& r : json::parse(sd.meta("history", "checkpoint")))
+        history_.push_back(epoch_record_from_json(r));
+    curve_.clear();
+    for (const auto& p : json::parse(sd.meta("curve", "checkpoint")))
+        curve_.emplace_back(parse_double(p.at(0).get<std::string>(), "curve"),
+                            parse_double(p.at(1).get<std::string>(), "curve"));
+}
+
+}  // namespace textclf

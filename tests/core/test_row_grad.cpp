@@ -1,0 +1,323 @@
+// tests/core/test_row_grad.cpp — row-sparse embedding gradients (core/row_grad.h) are a
+// representation, not an approximation: every observable result is BITWISE the dense path's.
+//
+// Each case runs the same computation twice, with set_row_sparse_grads(false) (the dense path:
+// a zero-filled [V, C] gradient, PyTorch's default) and true, and compares bytes: gradients as
+// grad() returns them, Adam/AdamW trajectories (weights and both moments) for every option
+// combination, accumulation over several backward passes (row-sparse + row-sparse, dense +
+// row-sparse, row-sparse + dense), FGM and gradient-accumulation training steps, on 1 and 2
+// threads. Tables are sized so that rows straddle the optimizer's fixed blocks (C = 7) and span
+// several of them. Also: which tables get the row-sparse form (leaf, CPU, no hooks) and that
+// zero_grad drops it.
+#include <doctest/doctest.h>
+
+#include <functional>
+
+#include "core/autograd.h"
+#include "core/parallel.h"
+#include "core/rng.h"
+#include "core/row_grad.h"
+#include "ops/ops.h"
+#include "optim/adam.h"
+#include "optim/adamw.h"
+#include "tests/support/compare.h"
+#include "tests/support/tiny_model.h"
+#include "tricks/fgm.h"
+#include "tricks/train_step.h"
+
+using namespace minidl;
+using minidl::test::bitwise_equal;
+
+namespace {
+
+struct RowGradSwitch {
+    bool saved = row_sparse_grads();
+    explicit RowGradSwitch(bool on) { set_row_sparse_grads(on); }
+    ~RowGradSwitch() { set_row_sparse_grads(saved); }
+};
+
+struct ThreadsGuard {
+    int saved = get_num_threads();
+    ~ThreadsGuard() { set_num_threads(saved); }
+};
+
+// Ids with repeats (several ids per row, so rows sum several contributions in order), a padding
+// id, and offsets with an empty bag.
+struct Lookup {
+    Tensor ids, offsets;
+};
+
+Lookup make_lookup(int64_t V, uint64_t seed, int64_t L = 60) {
+    Generator gen(seed);
+    std::vector<int64_t> ids;
+    const std::vector<double> u = Tensor::rand({L}, &gen).to_vector<double>();
+    for (double x : u)
+        ids.push_back(static_cast<int64_t>(x * x * static_cast<double>(V)) % V);  // skewed
+    ids[3] = ids[7] = 0;  // the padding id, when one is used
+    std::vector<int64_t> offsets = {0, 10, 10, 25, 40};  // bag 1 is empty
+    return {Tensor::from_vector(ids, {L}), Tensor::from_vector(offsets, {5})};
+}
+
+// Runs `fn` with the row-sparse path off and on (on 1 and 2 threads for the latter) and checks
+// that every tensor it returns is bitwise the same.
+void check_same_both_ways(const std::function<std::vector<Tensor>()>& fn) {
+    ThreadsGuard threads;
+    std::vector<Tensor> dense;
+    {
+        RowGradSwitch off(false);
+        set_num_threads(1);
+        dense = fn();
+    }
+    for (int t : {1, 2}) {
+        CAPTURE(t);
+        RowGradSwitch on(true);
+        set_num_threads(t);
+        const std::vector<Tensor> sparse = fn();
+        REQUIRE(sparse.size() == dense.size());
+        for (size_t i = 0; i < dense.size(); ++i) {
+            CAPTURE(i);
+            CHECK(bitwise_equal(sparse[i], dense[i]));
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("core/row_grad: embedding_bag's gradient is bitwise the dense one", T, float,
+                   double) {
+    const DType dtype = std::is_same_v<T, float> ? DType::F32 : DType::F64;
+    for (BagMode mode : {BagMode::Mean, BagMode::Sum}) {
+        for (int64_t padding : {int64_t{-1}, int64_t{0}}) {
+            CAPTURE(static_cast<int>(mode));
+            CAPTURE(padding);
+            check_same_both_ways([&] {
+                Generator gen(5);
+                Tensor w = Tensor::randn({40, 7}, &gen, dtype).set_requires_grad();
+                const Lookup lk = make_lookup(40, 9);
+                Tensor h = embedding_bag(w, lk.ids, lk.offsets, mode, padding);
+                sum(h * Tensor::randn({5, 7}, &gen, dtype)).backward();
+                if (row_sparse_grads()) {
+                    const RowGrad* rg = row_grad(w);
+                    REQUIRE(rg != nullptr);
+                    CHECK(rg->values.shape()[0] < 40);  // only the touched rows are stored
+                }
+                return std::vector<Tensor>{w.grad()};
+            });
+        }
+    }
+}
+
+TEST_CASE("core/row_grad: embedding's gradient is bitwise the dense one") {
+    for (int64_t padding : {int64_t{-1}, int64_t{2}}) {
+        CAPTURE(padding);
+        check_same_both_ways([&] {
+            Generator gen(6);
+            Tensor w = Tensor::randn({30, 5}, &gen).set_requires_grad();
+            const Tensor ids = Tensor::from_vector(std::vector<int64_t>{2, 4, 4, 29, 2, 0, 4}, {7});
+            sum(embedding(w, ids, padding) * Tensor::randn({7, 5}, &gen)).backward();
+            return std::vector<Tensor>{w.grad()};
+        });
+    }
+}
+
+TEST_CASE("core/row_grad: Adam and AdamW on row-sparse gradients follow the dense trajectory") {
+    struct Variant {
+        const char* name;
+        bool adamw, amsgrad, maximize;
+        double weight_decay;
+    };
+    const Variant variants[] = {{"adam", false, false, false, 0.0},
+                                {"adam wd", false, false, false, 0.1},
+                                {"adam amsgrad maximize", false, true, true, 0.0},
+                                {"adamw", true, false, false, 0.01},
+                                {"adamw amsgrad", true, true, false, 0.01}};
+    for (const Variant& var : variants) {
+        const std::string variant = var.name;
+        CAPTURE(variant);
+        check_same_both_ways([&] {
+            // 6,000 x 7 = 42,000 elements: three optimizer blocks, rows straddling their edges.
+            constexpr int64_t V = 6000;
+            Generator gen(8);
+            Tensor w = Tensor::randn({V, 7}, &gen).set_requires_grad();
+            std::unique_ptr<optim::Optimizer> opt;
+            const optim::AdamOptions o{.lr = 0.01,
+                                       .weight_decay = var.weight_decay,
+                                       .amsgrad = var.amsgrad,
+                                       .maximize = var.maximize};
+            if (var.adamw) {
+                opt = std::make_unique<optim::AdamW>(
+                    std::vector<Tensor>{w}, optim::AdamWOptions{.lr = o.lr,
+                                                                .weight_decay = o.weight_decay,
+                                                                .amsgrad = o.amsgrad,
+                                                                .maximize = o.maximize});
+            } else {
+                opt = std::make_unique<optim::Adam>(std::vector<Tensor>{w}, o);
+            }
+            for (uint64_t step = 0; step < 6; ++step) {
+                opt->zero_grad();
+                const Lookup lk = make_lookup(V, 100 + step, 400);
+                sum(embedding_bag(w, lk.ids, lk.offsets, BagMode::Mean, 0) *
+                    Tensor::randn({5, 7}, &gen))
+                    .backward();
+                opt->step();
+            }
+            std::vector<Tensor> out{w.detach().clone()};
+            for (const auto& [key, t] : opt->state(0)->tensors)
+                out.push_back(t.clone());
+            return out;
+        });
+    }
+}
+
+TEST_CASE("core/row_grad: several backward passes accumulate as the dense path does") {
+    Generator gen0(12);
+    const Tensor mix = Tensor::randn({7, 5}, &gen0);  // a second, dense use of the table
+    SUBCASE("row-sparse + row-sparse") {
+        check_same_both_ways([&] {
+            Generator gen(10);
+            Tensor w = Tensor::randn({50, 7}, &gen).set_requires_grad();
+            for (uint64_t k = 0; k < 3; ++k) {
+                const Lookup lk = make_lookup(50, 20 + k);
+                sum(embedding_bag(w, lk.ids, lk.offsets) * Tensor::randn({5, 7}, &gen))
+                    .backward();
+            }
+            return std::vector<Tensor>{w.grad()};
+        });
+    }
+    SUBCASE("dense (grad() read in between) + row-sparse") {
+        check_same_both_ways([&] {
+            Generator gen(10);
+            Tensor w = Tensor::randn({50, 7}, &gen).set_requires_grad();
+            const Lookup a = make_lookup(50, 30), b = make_lookup(50, 31);
+            sum(embedding_bag(w, a.ids, a.offsets) * Tensor::randn({5, 7}, &gen)).backward();
+            const Tensor first = w.grad().clone();  // materialises the dense gradient
+            sum(embedding_bag(w, b.ids, b.offsets) * Tensor::randn({5, 7}, &gen)).backward();
+            return std::vector<Tensor>{first, w.grad()};
+        });
+    }
+    SUBCASE("row-sparse and dense in one graph (a tied table)") {
+        check_same_both_ways([&] {
+            Generator gen(10);
+            Tensor w = Tensor::randn({50, 7}, &gen).set_requires_grad();
+            const Lookup a = make_lookup(50, 40);
+            Tensor h = embedding_bag(w, a.ids, a.offsets);   // [5, 7]
+            Tensor logits = matmul(h, w.t());                 // [5, 50], dense gradient for w
+            sum(logits * Tensor::randn({5, 50}, &gen)).backward();
+            return std::vector<Tensor>{w.grad()};
+        });
+    }
+    (void)mix;
+}
+
+TEST_CASE("core/row_grad: FGM and accumulation training steps are bitwise the dense ones") {
+    for (int64_t accum : {int64_t{1}, int64_t{2}}) {
+        CAPTURE(accum);
+        check_same_both_ways([&] {
+            manual_seed(0);
+            test::TinyModel model(40, 8, 2);
+            optim::Adam opt(model.parameters(), {.lr = 0.05});
+            tricks::FGM fgm(model, {.epsilon = 0.5});
+            tricks::TrainStepConfig cfg;
+            cfg.optimizer = &opt;
+            cfg.fgm = &fgm;
+            cfg.accum_steps = accum;
+            Generator gen(4);
+            for (uint64_t step = 0; step < 4; ++step) {
+                const Lookup lk = make_lookup(40, 50 + step, 40);
+                const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 1, 0}, {4});
+                // 4 bags (drop the last offset so every bag is in [0, L)).
+                const Tensor offsets = lk.offsets.narrow0(0, 4);
+                tricks::train_step(cfg, 4, [&](int64_t b, int64_t e) {
+                    const std::vector<int64_t> off = offsets.to_vector<int64_t>();
+                    const int64_t lo = off[static_cast<size_t>(b)];
+                    const int64_t hi = e < 4 ? off[static_cast<size_t>(e)] : lk.ids.numel();
+                    std::vector<int64_t> sub;
+                    for (int64_t k = b; k < e; ++k)
+                        sub.push_back(off[static_cast<size_t>(k)] - lo);
+                    const Tensor ids = lk.ids.narrow0(lo, hi - lo);
+                    const Tensor offs = Tensor::from_vector(sub, {e - b});
+                    return cross_entropy(model.forward(ids, offs), labels.narrow0(b, e - b));
+                });
+            }
+            std::vector<Tensor> out;
+            for (const Tensor& p : model.parameters())
+                out.push_back(p.detach().clone());
+            return out;
+        });
+    }
+}
+
+TEST_CASE("core/row_grad: only leaf tables without hooks get row-sparse gradients") {
+    RowGradSwitch on(true);
+    const Lookup lk = make_lookup(20, 3);
+    Generator gen(1);
+    SUBCASE("a leaf") {
+        Tensor w = Tensor::randn({20, 4}, &gen).set_requires_grad();
+        sum(embedding_bag(w, lk.ids, lk.offsets)).backward();
+        CHECK(row_grad(w) != nullptr);
+        CHECK(w.grad().defined());          // grad() materialises...
+        CHECK(row_grad(w) == nullptr);      // ...once
+        CHECK(w.grad().shape() == Shape{20, 4});
+    }
+    SUBCASE("a leaf with a post-accumulate hook sees a dense gradient") {
+        Tensor w = Tensor::randn({20, 4}, &gen).set_requires_grad();
+        bool seen_dense = false;
+        autograd::add_post_accumulate_hook(w, [&](const Tensor& leaf) {
+            seen_dense = row_grad(leaf) == nullptr && leaf.grad().defined();
+        });
+        sum(embedding_bag(w, lk.ids, lk.offsets)).backward();
+        CHECK(seen_dense);
+    }
+    SUBCASE("a computed table (not a leaf)") {
+        Tensor w = Tensor::randn({20, 4}, &gen).set_requires_grad();
+        Tensor scaled = w * 2.0;
+        scaled.retain_grad();
+        sum(embedding_bag(scaled, lk.ids, lk.offsets)).backward();
+        CHECK(row_grad(scaled) == nullptr);
+        CHECK(row_grad(w) == nullptr);
+        CHECK(scaled.grad().defined());
+        CHECK(w.grad().defined());
+    }
+    SUBCASE("switched off") {
+        RowGradSwitch off(false);
+        Tensor w = Tensor::randn({20, 4}, &gen).set_requires_grad();
+        sum(embedding_bag(w, lk.ids, lk.offsets)).backward();
+        CHECK(row_grad(w) == nullptr);
+    }
+}
+
+TEST_CASE("core/row_grad: zero_grad drops or zeroes a row-sparse gradient") {
+    RowGradSwitch on(true);
+    const Lookup lk = make_lookup(20, 3);
+    Generator gen(1);
+    Tensor w = Tensor::randn({20, 4}, &gen).set_requires_grad();
+    optim::Adam opt({w}, {});
+    sum(embedding_bag(w, lk.ids, lk.offsets)).backward();
+    REQUIRE(row_grad(w) != nullptr);
+    SUBCASE("set_to_none") {
+        opt.zero_grad(true);
+        CHECK(row_grad(w) == nullptr);
+        CHECK_FALSE(w.grad().defined());
+    }
+    SUBCASE("zeros") {
+        opt.zero_grad(false);
+        CHECK(row_grad(w) == nullptr);
+        REQUIRE(w.grad().defined());
+        for (double x : w.grad().to_vector<double>())
+            CHECK(x == 0.0);
+    }
+}
+
+TEST_CASE("core/autograd: a leaf takes the gradient its backward made, without a copy") {
+    Tensor x = Tensor::ones({1000}).set_requires_grad();
+    const void* made = nullptr;
+    Tensor y = Tensor::ones({1000});
+    autograd::record("test_op", {x}, y, [&](const Tensor& gy, const std::vector<bool>&) {
+        Tensor g = gy.clone();
+        made = g.data_ptr();
+        return std::vector<Tensor>{g};
+    });
+    y.backward(Tensor::ones({1000}));
+    REQUIRE(made != nullptr);
+    CHECK(x.grad().data_ptr() == made);
+}
