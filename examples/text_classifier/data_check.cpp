@@ -4,7 +4,7 @@
 //   text_data_check [DATA_DIR]          check (default DATA_DIR: $DATA_DIR or .cache/datasets)
 //   text_data_check --make-sample FILE [DATA_DIR]   write the sample (scripts/make_sample.sh)
 //
-// Checked (issue 4 and shared/DATASETS.md): 6,046 messages (per group 2,500 / 1,400 / 250 / 500 /
+// Checked (the corpus's published counts): 6,046 messages (per group 2,500 / 1,400 / 250 / 500 /
 // 1,396; 4,150 ham, 1,896 spam); random split 4,926 / 1,120; temporal 3,250 / 2,796; vocabulary
 // 27,769 (random) and 21,440 (temporal); the committed sample is exactly what select_sample()
 // picks from the corpus; WordNet: 82,115 noun synsets = 51 noun.Tops + 82,064 others, each
@@ -124,7 +124,7 @@ void check_wordnet(const std::string& file) {
     LabeledData wn = load_wordnet_nouns(file);
     double read_s = seconds_since(t0);
     std::printf("WordNet nouns (%s)\n  read + parse %.3f s\n", file.c_str(), read_s);
-    // Class sizes in lexicographer file order 03..28 (shared/DATASETS.md; noun.Tops: 51).
+    // Class sizes in lexicographer file order 03..28 (WordNet 3.0; noun.Tops: 51).
     const int64_t sizes[26] = {51,   6650, 7509, 11587, 3039, 2016, 2964,  5607, 1074,
                                428,  2573, 2624, 3209,  42,   1545, 11087, 641,  8030,
                                1061, 770,  1275, 437,   341,  3544, 2983,  1028};

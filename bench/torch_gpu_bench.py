@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""bench/torch_gpu_bench.py — bench_kernels' GPU sections (bench/bench_gpu.cpp) in PyTorch.
+
+The same shapes and the same timing rule as minidl's side, so that scripts/gpu_check.sh can put
+the two JSON reports next to each other (bench/summarize_gpu.py):
+
+  gemm   torch.matmul at 4096^3: fp32 (allow_tf32 False, PyTorch's default for matmul), tf32,
+         fp16 and bf16 (tensor cores, fp32 accumulation). TFLOP/s = 2 n^3 / t.
+  copy   dst.copy_(src) of 256 MiB: GB/s = 2 * bytes / t (read + write).
+  adam   one torch.optim.Adam step on a 27,769 x 64 fp32 table with a dense gradient, with
+         PyTorch's default implementation (foreach) and with fused=True where it exists;
+         GB/s = 28 bytes per element / t.
+  step   the example model's step: zero_grad, EmbeddingBag(V, 64, mean) -> Linear(64, 64) ->
+         ReLU -> Linear(64, 2), cross-entropy, backward, Adam(lr 1e-3) — on the batch of
+         bench_util.h's ExampleBatch (the same splitmix64 ids).
+  amp    x [8192, 4096] -> Linear(4096, 4096) -> ReLU -> Linear(4096, 4096) -> mean of squares,
+         backward, in fp32 (TF32 off) and under torch.autocast fp16 / bf16.
+
+Timing (bench_util.h's time_calls): warm up, then repeat the call, synchronising after each,
+until min_total_s has passed and at least min_reps calls were made; report the median (and the
+best). Usage:
+
+  python3 bench/torch_gpu_bench.py [--device cuda] [--only gemm,copy,adam,step,amp] [--quick]
+                                   [--json FILE]
+
+--device cpu --quick runs the same code on small shapes (a check of the script itself).
+"""
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn, device, min_total_s, min_reps, max_reps, warmup):
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_total_s):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times), len(times)
+
+
+class SplitMix64:
+    """splitmix64, as bench_util.h: the example batch's ids are the same on both sides."""
+
+    MASK = (1 << 64) - 1
+
+    def __init__(self, seed):
+        self.state = seed
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next() >> 11) * 2.0 ** -53
+
+
+VOCAB, DIM, HIDDEN, CLASSES, BAGS = 27769, 64, 64, 2, 32
+
+
+def example_batch(seed=7):
+    rng = SplitMix64(seed)
+    ids, offsets, labels = [], [], []
+    for b in range(BAGS):
+        offsets.append(len(ids))
+        length = 200 + rng.next() % 201
+        for _ in range(length):
+            i = int(math.pow(VOCAB, rng.uniform()))
+            ids.append(min(VOCAB - 1, max(1, i)))
+        labels.append(b % 2)
+    return ids, offsets, labels
+
+
+def gemm(device, name, dtype, tf32, n, scale):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    g = torch.Generator(device=device).manual_seed(1)
+    a = torch.randn(n, n, generator=g, device=device).to(dtype)
+    b = torch.randn(n, n, generator=g, device=device).to(dtype)
+    med, best, reps = time_calls(lambda: torch.matmul(a, b), device, 0.5 * scale, 10, 400, 3)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    flop = 2.0 * n ** 3
+    r = {"name": name, "n": n, "ms": 1e3 * med, "tflops": flop / med / 1e12,
+         "best_tflops": flop / best / 1e12, "reps": reps}
+    print(f"gemm {name} {n}^3: {r['tflops']:.1f} TFLOP/s", file=sys.stderr)
+    return r
+
+
+def copy(device, n, scale):
+    src = torch.ones(n, device=device)
+    dst = torch.empty(n, device=device)
+    med, best, _ = time_calls(lambda: dst.copy_(src), device, 0.5 * scale, 10, 1000, 3)
+    nbytes = 2.0 * 4.0 * n
+    r = {"name": "device_copy", "bytes": nbytes, "ms": 1e3 * med, "gb_per_s": nbytes / med / 1e9,
+         "best_gb_per_s": nbytes / best / 1e9}
+    print(f"device copy: {r['gb_per_s']:.0f} GB/s", file=sys.stderr)
+    return r
+
+
+def adam(device, scale, fused):
+    g = torch.Generator(device=device).manual_seed(2)
+    p = torch.nn.Parameter(torch.randn(VOCAB, DIM, generator=g, device=device))
+    p.grad = 0.01 * torch.randn(VOCAB, DIM, generator=g, device=device)
+    kwargs = {"lr": 1e-3}
+    if fused:
+        kwargs["fused"] = True
+    opt = torch.optim.Adam([p], **kwargs)
+    med, best, _ = time_calls(opt.step, device, 0.5 * scale, 20, 5000, 3)
+    nbytes = 28.0 * VOCAB * DIM
+    name = "adam_dense_28k_x_64" + ("_fused" if fused else "")
+    r = {"name": name, "numel": VOCAB * DIM, "bytes": nbytes, "ms": 1e3 * med,
+         "gb_per_s": nbytes / med / 1e9, "best_gb_per_s": nbytes / best / 1e9}
+    print(f"adam {name}: {r['ms'] * 1e3:.1f} us, {r['gb_per_s']:.0f} GB/s", file=sys.stderr)
+    return r
+
+
+def example_step(device, scale):
+    torch.manual_seed(0)
+    embedding = torch.nn.EmbeddingBag(VOCAB, DIM, mode="mean").to(device)
+    fc1 = torch.nn.Linear(DIM, HIDDEN).to(device)
+    fc2 = torch.nn.Linear(HIDDEN, CLASSES).to(device)
+    params = [embedding.weight, *fc1.parameters(), *fc2.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    ids, offsets, labels = example_batch()
+    ids = torch.tensor(ids, dtype=torch.long, device=device)
+    offsets = torch.tensor(offsets, dtype=torch.long, device=device)
+    labels = torch.tensor(labels, dtype=torch.long, device=device)
+
+    def step():
+        opt.zero_grad()
+        logits = fc2(torch.relu(fc1(embedding(ids, offsets))))
+        torch.nn.functional.cross_entropy(logits, labels).backward()
+        opt.step()
+
+    chunk = 50 if device.type == "cuda" else 10
+
+    def steps():
+        for _ in range(chunk):
+            step()
+
+    med, best, _ = time_calls(steps, device, (1.0 if device.type == "cuda" else 1.5) * scale, 5, 200, 2)
+    r = {"name": "example_step", "device": str(device), "ids_per_batch": int(ids.numel()),
+         "ms": 1e3 * med / chunk, "best_ms": 1e3 * best / chunk, "steps_per_s": chunk / med}
+    print(f"example step {device}: {r['ms']:.3f} ms", file=sys.stderr)
+    return r
+
+
+def amp_step(device, name, low, batch, width, scale):
+    torch.manual_seed(3)
+    fc1 = torch.nn.Linear(width, width).to(device)
+    fc2 = torch.nn.Linear(width, width).to(device)
+    g = torch.Generator(device=device).manual_seed(4)
+    x = torch.randn(batch, width, generator=g, device=device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+    def step():
+        fc1.zero_grad(set_to_none=True)
+        fc2.zero_grad(set_to_none=True)
+        ctx = torch.autocast(device_type=device.type, dtype=low) if low is not None else contextlib.nullcontext()
+        with ctx:
+            y = fc2(torch.relu(fc1(x)))
+            loss = (y * y).mean()
+        loss.backward()
+
+    med, best, _ = time_calls(step, device, 1.0 * scale, 5, 200, 2)
+    flop = 6.0 * 2.0 * batch * width * width
+    r = {"name": name, "batch": batch, "width": width, "ms": 1e3 * med, "best_ms": 1e3 * best,
+         "tflops": flop / med / 1e12}
+    print(f"amp mlp step {name}: {r['ms']:.2f} ms", file=sys.stderr)
+    return r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--only", default="")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", default="", help="write the report here (default: stdout)")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {a.device}: torch.cuda.is_available() is False")
+    wants = lambda s: not a.only or s in a.only.split(",")
+    scale = 0.25 if a.quick else 1.0
+    small = device.type != "cuda"  # a check of the script on the CPU: small shapes
+    n = 256 if small else 4096
+    report = {"framework": "pytorch", "version": torch.__version__, "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    if wants("gemm"):
+        report["gemm"] = []
+        for name, dtype, tf32 in [("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                                  ("fp16", torch.float16, False), ("bf16", torch.bfloat16, False)]:
+            try:
+                report["gemm"].append(gemm(device, name, dtype, tf32, n, scale))
+            except RuntimeError as e:  # e.g. fp16 matmul on an old PyTorch's CPU
+                print(f"gemm {name}: not available ({e})", file=sys.stderr)
+    if wants("copy"):
+        report["copy"] = copy(device, (1 << 20) if small else (64 << 20), scale)
+    if wants("adam"):
+        report["adam"] = adam(device, scale, fused=False)
+        try:
+            report["adam_fused"] = adam(device, scale, fused=True)
+        except (RuntimeError, TypeError, ValueError) as e:  # fused=True: PyTorch >= 2.0, CUDA
+            print(f"adam fused: not available ({e})", file=sys.stderr)
+    if wants("step"):
+        report["step"] = example_step(device, scale)
+    if wants("amp"):
+        batch, width = (256, 256) if small else (8192, 4096)
+        lows = [("fp32", None), ("bf16", torch.bfloat16)]
+        if device.type == "cuda":  # CPU autocast is bf16 only
+            lows.insert(1, ("fp16", torch.float16))
+        report["amp"] = [amp_step(device, name, low, batch, width, scale) for name, low in lows]
+    text = json.dumps(report)
+    if a.json:
+        with open(a.json, "w") as f:
+            f.write(text + "\n")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
