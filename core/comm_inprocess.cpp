@@ -119,29 +119,42 @@ class Rendezvous {
     std::string reason_;
 };
 
+// Elements [begin, end) of every rank's buffer <- their reduction, each element computed as
+// (((x_0 op x_1) op x_2) ...) in rank order, then / N for Average. Chunk by chunk, each loop
+// running over the elements of a chunk: the same operations per element as an element-at-a-time
+// loop (bitwise the same results), but vectorised by the compiler. The element-at-a-time loop
+// (the rank loop inside) took 5-10 ms for the 7.1 MB gradient of the text classifier on the
+// 2-core development machine, this one 0.3-0.6 ms (docs/data_parallel.md, section 8).
 template <typename T>
 void reduce_slice(const std::vector<T*>& buffers, int64_t begin, int64_t end, CommOp op,
                   int world) {
-    for (int64_t e = begin; e < end; ++e) {
-        T acc = buffers[0][e];
+    constexpr int64_t kChunk = 1024;
+    T acc[kChunk];
+    for (int64_t c = begin; c < end; c += kChunk) {
+        const int64_t n = std::min(kChunk, end - c);
+        std::memcpy(acc, buffers[0] + c, static_cast<size_t>(n) * sizeof(T));
         for (int q = 1; q < world; ++q) {
-            const T x = buffers[q][e];
-            switch (op) {
-                case CommOp::Sum:
-                case CommOp::Average:
-                    acc = acc + x;
-                    break;
-                case CommOp::Max:
-                case CommOp::Min:
-                    // A NaN wins (x != x only for NaN): a non-finite value must not vanish.
-                    if (acc != acc) break;
-                    if (x != x || (op == CommOp::Max ? x > acc : x < acc)) acc = x;
-                    break;
+            const T* x = buffers[static_cast<size_t>(q)] + c;
+            if (op == CommOp::Sum || op == CommOp::Average) {
+                for (int64_t i = 0; i < n; ++i)
+                    acc[i] = acc[i] + x[i];
+            } else {
+                for (int64_t i = 0; i < n; ++i) {
+                    // A NaN wins (v != v only for NaN): a non-finite value must not vanish.
+                    if (acc[i] != acc[i]) continue;
+                    if (x[i] != x[i] || (op == CommOp::Max ? x[i] > acc[i] : x[i] < acc[i]))
+                        acc[i] = x[i];
+                }
             }
         }
-        if (op == CommOp::Average) acc = acc / static_cast<T>(world);
+        if (op == CommOp::Average) {
+            const T by = static_cast<T>(world);
+            for (int64_t i = 0; i < n; ++i)
+                acc[i] = acc[i] / by;
+        }
         for (int q = 0; q < world; ++q)
-            buffers[q][e] = acc;
+            std::memcpy(buffers[static_cast<size_t>(q)] + c, acc,
+                        static_cast<size_t>(n) * sizeof(T));
     }
 }
 

@@ -2,9 +2,15 @@
 //
 // NCCL runs ring and tree all-reduce as CUDA kernels over NVLink, PCIe, InfiniBand or TCP
 // sockets (NCCL_SOCKET_IFNAME, NCCL_IB_HCA, ... choose the network; README "Data parallelism").
-// Its collectives are enqueued on minidl's stream of the device (cuda::stream), so they run after
-// the kernels that produced the gradients and before the kernels that read the result, with no
-// host synchronisation in between.
+// Streams: each communicator enqueues its collectives on a stream of its own, made to wait (an
+// event) for everything already enqueued on minidl's stream of the device (cuda::stream), i.e.
+// for the kernels that produced the data. Kernels enqueued on minidl's stream after that — the
+// rest of backward while DistributedDataParallel's communication thread all-reduces a bucket —
+// run concurrently with the collective instead of queueing behind it: the overlap of
+// communication with computation (PyTorch's DDP uses a separate NCCL stream for the same reason).
+// Every call returns only once its collective completed (the deadline below), so later readers
+// of the result are ordered after it by the host; meanwhile nothing else touches its tensors (the
+// caller does not, by the Communicator contract).
 //
 // Timeouts (NCCL user guide, "Fault tolerance"): the communicators are created non-blocking
 // (ncclConfig_t::blocking = 0), so that no NCCL call can hang the host: a call may return
@@ -84,25 +90,17 @@ void pause(int& polls) {
 class NcclCommunicator final : public Communicator {
   public:
     NcclCommunicator(ncclComm_t comm, int rank, int size, int device, CommOptions options)
-        : Communicator(options), comm_(comm), rank_(rank), size_(size), device_(device) {}
+        : Communicator(options), comm_(comm), rank_(rank), size_(size), device_(device) {
+        cuda::DeviceGuard guard(device_);
+        const cudaError_t rc = cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking);
+        if (rc != cudaSuccess) ncclCommAbort(comm_);  // the destructor will not run
+        MDL_CUDA_CHECK(rc);
+    }
 
     ~NcclCommunicator() override {
-        if (comm_ == nullptr) return;  // aborted (ncclCommAbort frees it)
-        // Finalize flushes pending work; a broken or unfinished communicator is aborted instead.
+        release();
         cuda::DeviceGuard guard(device_);
-        if (!broken_ && ncclCommFinalize(comm_) != ncclInvalidUsage) {
-            int polls = 0;
-            const auto deadline = deadline_after(timeout_s());
-            ncclResult_t state = ncclInProgress;
-            while (ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclInProgress &&
-                   Clock::now() < deadline)
-                pause(polls);
-            if (state == ncclSuccess) {
-                ncclCommDestroy(comm_);
-                return;
-            }
-        }
-        ncclCommAbort(comm_);
+        cudaStreamDestroy(comm_stream_);
     }
 
     int rank() const override { return rank_; }
@@ -155,6 +153,25 @@ class NcclCommunicator final : public Communicator {
     }
 
   private:
+    // Finalize flushes pending work; a broken or unfinished communicator is aborted instead.
+    void release() {
+        if (comm_ == nullptr) return;  // aborted (ncclCommAbort frees it)
+        cuda::DeviceGuard guard(device_);
+        if (!broken_ && ncclCommFinalize(comm_) != ncclInvalidUsage) {
+            int polls = 0;
+            const auto deadline = deadline_after(timeout_s());
+            ncclResult_t state = ncclInProgress;
+            while (ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclInProgress &&
+                   Clock::now() < deadline)
+                pause(polls);
+            if (state == ncclSuccess) {
+                ncclCommDestroy(comm_);
+                return;
+            }
+        }
+        ncclCommAbort(comm_);
+    }
+
     void check_device(const char* op, const std::vector<Tensor>& tensors) const {
         for (size_t i = 0; i < tensors.size(); ++i)
             MDL_CHECK(tensors[i].device() == Device::cuda(device_), DeviceError, where(op),
@@ -226,7 +243,17 @@ class NcclCommunicator final : public Communicator {
             throw CommError(detail::concat(where(op), ": the communicator is broken: ", reason));
         const auto deadline = deadline_after(timeout_s());
         cuda::DeviceGuard guard(device_);
-        cudaStream_t stream = cuda::stream(device_);
+        // The collective waits for the producers of its data on minidl's stream (see the top).
+        cudaStream_t stream = comm_stream_;
+        {
+            cudaEvent_t ready = nullptr;
+            MDL_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+            const cudaError_t recorded = cudaEventRecord(ready, cuda::stream(device_));
+            const cudaError_t waited =
+                recorded == cudaSuccess ? cudaStreamWaitEvent(stream, ready, 0) : recorded;
+            cudaEventDestroy(ready);  // released once the wait is satisfied
+            MDL_CUDA_CHECK(waited);
+        }
         ncclResult_t rc = ncclGroupStart();
         for (size_t i = 0; rc == ncclSuccess && i < tensors.size(); ++i)
             if (tensors[i].numel() > 0) rc = enqueue(tensors[i], stream);
@@ -236,7 +263,7 @@ class NcclCommunicator final : public Communicator {
         if (end != ncclSuccess && end != ncclInProgress)
             fail(op, "ncclGroupEnd failed: " + nccl_error(end));
         settle(op, deadline);
-        // Completion: an event after the collective (later kernels on the stream don't count).
+        // Completion: an event after the collective on its own stream.
         cudaEvent_t done = nullptr;
         MDL_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
         MDL_CUDA_CHECK(cudaEventRecord(done, stream));
@@ -268,7 +295,8 @@ class NcclCommunicator final : public Communicator {
 
     ncclComm_t comm_;  // nullptr once aborted
     int rank_, size_, device_;
-    std::mutex call_mutex_;  // one collective at a time on this communicator
+    cudaStream_t comm_stream_ = nullptr;  // this communicator's collectives
+    std::mutex call_mutex_;               // one collective at a time on this communicator
     mutable std::mutex mutex_;
     bool broken_ = false;
     std::string reason_;

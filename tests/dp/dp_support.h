@@ -25,6 +25,8 @@
 #include "tricks/amp.h"
 #include "tricks/ema.h"
 #include "tricks/fgm.h"
+#include "tricks/pgd.h"
+#include "tricks/swa.h"
 #include "tricks/train_step.h"
 
 namespace minidl::test {
@@ -70,7 +72,9 @@ struct RunOptions {
     int64_t accum = 1;
     double lr = 0.05;
     double fgm = 0.0;  // FGM epsilon (0: off)
+    double pgd = 0.0;  // PGD epsilon (0: off), alpha epsilon / 2, 3 ascent steps
     bool ema = false;  // EMA(0.9) bound to the optimizer
+    bool swa = false;  // AveragedModel bound to the optimizer, updated after every step
     bool amp = false;  // f16 autocast + GradScaler(1024)
     // With amp: step `inf_step`'s loss is multiplied by 1e30 (its f16 gradients overflow) on
     // `inf_rank` only (-1: everywhere).
@@ -87,11 +91,18 @@ inline std::vector<Tensor> snapshot(const nn::Module& m) {
     return out;
 }
 
-// Weights after every step; EMA shadows after the last one (when on); step count and scale.
+inline tricks::PGDOptions pgd_options(const RunOptions& o) {
+    return {.epsilon = o.pgd, .alpha = o.pgd / 2};
+}
+
+// Weights after every step; EMA shadows and the SWA average after the last one (when on); step
+// count and scale.
 struct Trajectory {
     std::vector<std::vector<Tensor>> weights;
     std::vector<double> losses;
     std::vector<Tensor> ema;
+    std::vector<Tensor> swa;
+    int64_t swa_averaged = 0;
     int64_t steps_taken = 0;
     double final_scale = 0;
 };
@@ -112,12 +123,15 @@ inline Trajectory reference_run(const DPTask& task, const RunOptions& o,
     net.to(device);
     optim::Adam opt(net.parameters(), {.lr = o.lr});
     tricks::FGM fgm(net, {.epsilon = o.fgm});
+    tricks::PGD pgd(net, pgd_options(o));
     tricks::EMA ema(net, {.decay = 0.9, .optimizer = &opt});
+    tricks::AveragedModel swa(net, {}, &opt);
     amp::GradScaler scaler({.init_scale = 1024.0});
     tricks::TrainStepConfig cfg;
     cfg.optimizer = &opt;
     cfg.accum_steps = o.accum;
     if (o.fgm > 0) cfg.fgm = &fgm;
+    if (o.pgd > 0) cfg.pgd = &pgd;
     if (o.ema) cfg.ema = &ema;
     if (o.amp) {
         cfg.autocast = DType::F16;
@@ -134,10 +148,15 @@ inline Trajectory reference_run(const DPTask& task, const RunOptions& o,
         });
         t.losses.push_back(r.loss);
         t.weights.push_back(snapshot(net));
+        if (o.swa) swa.update_parameters(net);
     }
     if (o.ema)
         for (const auto& [name, shadow] : ema.shadows())
             t.ema.push_back(shadow.to(Device::cpu()).clone());
+    if (o.swa) {
+        t.swa = snapshot(swa.module());
+        t.swa_averaged = swa.n_averaged();
+    }
     t.steps_taken = opt.step_count();
     t.final_scale = scaler.get_scale();
     return t;

@@ -4,9 +4,13 @@
 // (--replicas N: DataParallel), and the all-reduce of its gradients alone. Synthetic bags of
 // --bag uniform ids; the global batch is split over the ranks (strong scaling). Prints one JSON
 // line (rank 0). The figures of docs/data_parallel.md come from here:
-//   minidl_dp_timing --threads 2                          1 process, 2 threads
+//   minidl_dp_timing --threads 1 --plain 1                1 process, no data parallelism
+//   minidl_dp_timing --threads 1 --plain 1 --dense 1      the same with dense embedding gradients
+//   minidl_dp_timing --threads 1                          1 process under DDP (a world of 1)
 //   mpirun -np 2 minidl_dp_timing --threads 1             2 processes, 1 thread each
-//   minidl_dp_timing --replicas 2                         1 process, 2 replica threads
+//   minidl_dp_timing --threads 1 --replicas 2             1 process, 2 replica threads
+// --plain: tricks::train_step alone, where the embedding's gradient stays row-sparse
+// (core/row_grad.h); DDP's gradient hooks and DataParallel's all-reduce need it dense.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +21,7 @@
 #include "core/comm.h"
 #include "core/parallel.h"
 #include "core/rng.h"
+#include "core/row_grad.h"
 #include "nn/embedding.h"
 #include "nn/linear.h"
 #include "ops/ops.h"
@@ -73,6 +78,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
     int steps = 40, threads = 0, replicas = 0;
+    bool plain = false, dense = false;
     int64_t batch = 32, bag = 200, vocab = 27769, dim = 64;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i];
@@ -83,6 +89,10 @@ int main(int argc, char** argv) {
             threads = static_cast<int>(v);
         else if (flag == "--replicas")
             replicas = static_cast<int>(v);
+        else if (flag == "--plain")
+            plain = v != 0;
+        else if (flag == "--dense")
+            dense = v != 0;
         else if (flag == "--batch")
             batch = v;
         else if (flag == "--bag")
@@ -95,6 +105,7 @@ int main(int argc, char** argv) {
         }
     }
     if (threads > 0) set_num_threads(threads);
+    if (dense) set_row_sparse_grads(false);
     try {
         const bool distributed = launch_world_size() > 1;
         std::shared_ptr<Communicator> comm =
@@ -111,7 +122,7 @@ int main(int argc, char** argv) {
                 net,
                 tricks::DataParallelOptions{
                     .devices = std::vector<Device>(static_cast<size_t>(replicas), Device::cpu())});
-        else
+        else if (!plain)
             ddp = std::make_unique<tricks::DistributedDataParallel>(net, comm);
         optim::Adam opt(net.parameters(), {.lr = 1e-3});
         tricks::TrainStepConfig cfg;
@@ -132,8 +143,12 @@ int main(int argc, char** argv) {
                 dp->train_step(cfg, batch, [&](int r, int64_t first, int64_t last) {
                     return loss_of(dp->replica<Model>(r), b, bag, first, last);
                 });
-            else
+            else if (ddp)
                 ddp->train_step(cfg, per_rank, [&](int64_t first, int64_t last) {
+                    return loss_of(net, b, bag, first, last);
+                });
+            else
+                tricks::train_step(cfg, batch, [&](int64_t first, int64_t last) {
                     return loss_of(net, b, bag, first, last);
                 });
             if (s >= 5) step_s.push_back(seconds_since(t0));  // after warm-up
@@ -153,10 +168,13 @@ int main(int argc, char** argv) {
         }
         if (rank == 0)
             std::printf(
-                "{\"mode\": \"%s\", \"processes\": %d, \"replicas\": %d, \"threads\": %d, "
+                "{\"mode\": \"%s%s\", \"processes\": %d, \"replicas\": %d, \"threads\": %d, "
                 "\"batch\": %lld, \"bag\": %lld, \"params\": %lld, \"grad_bytes\": %lld, "
                 "\"step_ms\": %.3f, \"samples_per_s\": %.1f, \"allreduce_ms\": %.3f}\n",
-                dp ? "DataParallel" : "DistributedDataParallel", world, dp ? replicas : 1,
+                dp    ? "DataParallel"
+                : ddp ? "DistributedDataParallel"
+                      : "plain",
+                dense ? " (dense embedding gradients)" : "", world, dp ? replicas : 1,
                 get_num_threads(), static_cast<long long>(batch), static_cast<long long>(bag),
                 static_cast<long long>(elements), static_cast<long long>(elements * 4),
                 1e3 * median(step_s), static_cast<double>(batch) / median(step_s),

@@ -1,7 +1,7 @@
 // tests/dp/test_data_parallel.cpp — DataParallel (CPU replicas on threads, in-process
 // communicator): the equivalence rule of dp_support.h after each of 5 steps, replicas bitwise
 // identical after every step, odd batch sizes, accumulation, an overflow on one replica skipping
-// the step, FGM inside each replica, EMA on the primary, and the errors.
+// the step, FGM and PGD inside each replica, EMA and SWA on the primary, and the errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,6 +12,7 @@
 #include "tricks/data_parallel.h"
 #include "tricks/freelb.h"
 #include "tricks/pgd.h"
+#include "tricks/swa.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -30,12 +31,14 @@ DPRun data_parallel_run(const DPTask& task, const RunOptions& o,
     tricks::DataParallel dp(net, {.devices = devices});
     optim::Adam opt(net.parameters(), {.lr = o.lr});
     tricks::EMA ema(net, {.decay = 0.9, .optimizer = &opt});
+    tricks::AveragedModel swa(net, {}, &opt);  // SWA of the primary, as EMA
     amp::GradScaler scaler({.init_scale = 1024.0});
     tricks::TrainStepConfig cfg;
     cfg.optimizer = &opt;
     cfg.accum_steps = o.accum;
     if (o.fgm > 0)
         cfg.fgm = dp.make_attack<tricks::FGM>(tricks::FGMOptions{.epsilon = o.fgm}).get();
+    if (o.pgd > 0) cfg.pgd = dp.make_attack<tricks::PGD>(pgd_options(o)).get();
     if (o.ema) cfg.ema = &ema;
     if (o.amp) {
         cfg.autocast = DType::F16;
@@ -52,10 +55,15 @@ DPRun data_parallel_run(const DPTask& task, const RunOptions& o,
         run.trajectory.weights.push_back(snapshot(net));
         run.replicas_identical_every_step =
             run.replicas_identical_every_step && dp.replicas_identical();
+        if (o.swa) swa.update_parameters(net);
     }
     if (o.ema)
         for (const auto& [name, shadow] : ema.shadows())
             run.trajectory.ema.push_back(shadow.clone());
+    if (o.swa) {
+        run.trajectory.swa = snapshot(swa.module());
+        run.trajectory.swa_averaged = swa.n_averaged();
+    }
     run.trajectory.steps_taken = opt.step_count();
     run.trajectory.final_scale = scaler.get_scale();
     return run;
@@ -162,6 +170,50 @@ TEST_CASE("dp/data_parallel: FGM attacks each replica with its own gradient") {
         check_all_close(dp.trajectory.weights[s], ref.weights[s], 1e-5, 1e-7, "vs accumulation");
     check_all_close(dp.trajectory.ema, ref.ema, 1e-5, 1e-7, "EMA");
     CHECK_FALSE(all_bitwise(dp.trajectory.weights.back(), plain.weights.back()));  // FGM acted
+}
+
+TEST_CASE("dp/data_parallel: PGD attacks each replica with its own gradient") {
+    const DPTask task;
+    RunOptions o;
+    o.pgd = 0.5;
+    const DPRun dp = data_parallel_run(task, o);
+    // As FGM: per-replica PGD is per-micro-batch PGD of accumulation over the same halves.
+    RunOptions accum = o;
+    accum.accum = 2;
+    const Trajectory ref = reference_run(task, accum);
+    const Trajectory plain = data_parallel_run(task, RunOptions{}).trajectory;
+    CHECK(dp.replicas_identical_every_step);
+    for (int s = 0; s < o.steps; ++s)
+        check_all_close(dp.trajectory.weights[s], ref.weights[s], 1e-5, 1e-7, "vs accumulation");
+    CHECK_FALSE(all_bitwise(dp.trajectory.weights.back(), plain.weights.back()));  // PGD acted
+}
+
+TEST_CASE(
+    "dp/data_parallel: SWA averages the primary; a step skipped on one replica is not "
+    "averaged") {
+    const DPTask task;
+    RunOptions o;
+    o.swa = true;
+    RunOptions accum = o;
+    accum.accum = 2;
+    SUBCASE("every step taken") {
+        const DPRun dp = data_parallel_run(task, o);
+        const Trajectory ref = reference_run(task, accum);
+        CHECK(dp.trajectory.swa_averaged == 5);
+        CHECK(all_bitwise(dp.trajectory.swa, ref.swa));
+        // The average is not the last weights (a test of the test).
+        CHECK_FALSE(all_bitwise(dp.trajectory.swa, dp.trajectory.weights.back()));
+    }
+    SUBCASE("an overflow on replica 1 at step 2 (AMP)") {
+        o.amp = accum.amp = true;
+        o.inf_step = accum.inf_step = 2;
+        o.inf_rank = accum.inf_rank = 1;
+        const DPRun dp = data_parallel_run(task, o);
+        const Trajectory ref = reference_run(task, accum);
+        CHECK(dp.trajectory.steps_taken == 4);
+        CHECK(dp.trajectory.swa_averaged == 4);  // bound to the optimizer: the skip is not counted
+        CHECK(all_bitwise(dp.trajectory.swa, ref.swa));
+    }
 }
 
 TEST_CASE("dp/data_parallel: PGD, AWP and FreeLB run on every replica and restore its weights") {

@@ -1,10 +1,13 @@
 // tests/dp/test_distributed.cpp — DistributedDataParallel with ranks on threads (in-process
 // communicator; tests/dp/mpi_tests.cpp runs the same checks over MPI): the equivalence rule of
 // dp_support.h, ranks bitwise identical after every step, no_sync accumulation, an overflow on one
-// rank skipping the step on all, per-rank FGM, bucketing with overlap, unused parameters, a rank
-// that stops answering, and the DistributedSampler.
+// rank skipping the step on all, per-rank FGM, bucketing with overlap, no communication on
+// accumulation micro-steps, unused parameters, a rank that stops answering, and the
+// DistributedSampler.
 #include <doctest/doctest.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <numeric>
 #include <set>
@@ -146,6 +149,80 @@ TEST_CASE("dp/ddp: train_step attacks each rank with its own gradient, like Data
     for (int s = 0; s < o.steps; ++s)
         check_all_close(averaged[1].trajectory.weights[s], full.weights[s], 1e-5, 1e-7,
                         "fgm (averaged)");
+}
+
+namespace {
+// A communicator that counts the all-reduces passing through it to another. DDP calls it from its
+// communication thread, hence the atomic.
+class CountingComm final : public Communicator {
+  public:
+    explicit CountingComm(std::shared_ptr<Communicator> inner)
+        : Communicator({.timeout_s = inner->timeout_s()}), inner_(std::move(inner)) {}
+    int rank() const override { return inner_->rank(); }
+    int world_size() const override { return inner_->world_size(); }
+    const char* backend() const override { return inner_->backend(); }
+    void all_reduce(const std::vector<Tensor>& tensors, CommOp op) override {
+        ++all_reduces;
+        inner_->all_reduce(tensors, op);
+    }
+    void broadcast(const std::vector<Tensor>& tensors, int root) override {
+        inner_->broadcast(tensors, root);
+    }
+    void barrier() override { inner_->barrier(); }
+    void abort(const std::string& reason) override { inner_->abort(reason); }
+    bool broken() const override { return inner_->broken(); }
+    std::atomic<int64_t> all_reduces{0};
+
+  private:
+    std::shared_ptr<Communicator> inner_;
+};
+}  // namespace
+
+TEST_CASE("dp/ddp: accumulation micro-steps communicate nothing; one synced step all buckets") {
+    // 5 buckets of 64 bytes (fc2.bias | fc2.weight | fc1.bias | fc1.weight | embedding). Per
+    // optimizer step of 4 micro-batches, whichever way it is driven: 5 all-reduces of gradients,
+    // none during the first 3 micro-batches; train_step adds one for the overflow flag and loss.
+    const DPTask task;
+    auto comms = make_in_process_group(2, {.timeout_s = 30});
+    std::vector<std::shared_ptr<TinyModel>> nets;
+    for (int r = 0; r < 2; ++r) {
+        manual_seed(5);
+        nets.push_back(std::make_shared<TinyModel>());
+    }
+    // Per rank: after the no_sync micro-steps, after the synced one, per train_step (two ways).
+    std::vector<std::array<int64_t, 4>> counts(2);
+    run_ranks(2, [&](int r) {
+        EnableGradGuard grad_mode;
+        auto comm = std::make_shared<CountingComm>(comms[r]);
+        TinyModel& net = *nets[r];
+        tricks::DistributedDataParallel ddp(net, comm,
+                                            {.bucket_cap_bytes = 64, .first_bucket_bytes = 64});
+        auto loss = [&](int64_t b, int64_t e) { return task.loss(net, 8 * r + b, 8 * r + e); };
+        {
+            auto local = ddp.no_sync();
+            for (int64_t j = 0; j < 3; ++j)
+                loss(2 * j, 2 * j + 2).backward();
+        }
+        counts[r][0] = comm->all_reduces.exchange(0);
+        loss(6, 8).backward();
+        counts[r][1] = comm->all_reduces.exchange(0);
+        optim::Adam opt(net.parameters(), {.lr = 0.05});
+        tricks::TrainStepConfig cfg;
+        cfg.optimizer = &opt;
+        cfg.accum_steps = 4;
+        ddp.train_step(cfg, 8, loss);
+        counts[r][2] = comm->all_reduces.exchange(0);
+        cfg.sync_hook = ddp.sync_hook();
+        tricks::train_step(cfg, 8, loss);
+        counts[r][3] = comm->all_reduces.exchange(0);
+    });
+    for (int r = 0; r < 2; ++r) {
+        CAPTURE(r);
+        CHECK(counts[r][0] == 0);
+        CHECK(counts[r][1] == 5);
+        CHECK(counts[r][2] == 5 + 1);
+        CHECK(counts[r][3] == 5);
+    }
 }
 
 namespace {
