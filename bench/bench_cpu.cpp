@@ -2,6 +2,7 @@
 // bandwidth, the Adam step, per-op overhead (what each measures: bench_kernels.cpp).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -14,6 +15,15 @@
 #include "core/tensor.h"
 #include "ops/ops.h"
 #include "optim/adam.h"
+
+#if defined(MINIDL_BENCH_OPENBLAS)
+// OpenBLAS, which the library links for its GEMM (MINIDL_GEMM_BACKEND): the Fortran sgemm and
+// the pool size (declared here: cblas.h's location differs between Debian's OpenBLAS variants).
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
+                       const int* k, const float* alpha, const float* a, const int* lda,
+                       const float* b, const int* ldb, const float* beta, float* c, const int* ldc);
+extern "C" void openblas_set_num_threads(int n);
+#endif
 
 namespace bench {
 
@@ -106,8 +116,8 @@ struct AlignedFloats {
 };
 
 // a[i] = b[i] + s c[i] for i in [begin, end) (restrict: the loop vectorises without checks).
-void triad_range(float* __restrict a, const float* __restrict b, const float* __restrict c,
-                 float s, int64_t begin, int64_t end) {
+void triad_range(float* __restrict a, const float* __restrict b, const float* __restrict c, float s,
+                 int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
         a[i] = b[i] + s * c[i];
 }
@@ -128,14 +138,17 @@ json triad(int64_t n, const char* name, int threads, double scale) {
     const float s = 0.5f;
     const Timing t = time_calls(
         [&] {
-            minidl::parallel_for(n, 1 << 16,
-                                 [&](int64_t s0, int64_t e0) { triad_range(pa, pb, pc, s, s0, e0); });
+            minidl::parallel_for(
+                n, 1 << 16, [&](int64_t s0, int64_t e0) { triad_range(pa, pb, pc, s, s0, e0); });
         },
         0.5 * scale, 5, 2000);
     const double bytes = 3.0 * 4.0 * static_cast<double>(n);
-    const json j = {{"name", name},       {"threads", threads},
-                    {"n", n},             {"working_set_mb", bytes / 1e6},
-                    {"ms", 1e3 * t.median_s}, {"gb_per_s", bytes / t.median_s / 1e9},
+    const json j = {{"name", name},
+                    {"threads", threads},
+                    {"n", n},
+                    {"working_set_mb", bytes / 1e6},
+                    {"ms", 1e3 * t.median_s},
+                    {"gb_per_s", bytes / t.median_s / 1e9},
                     {"best_gb_per_s", bytes / t.min_s / 1e9}};
     std::cerr << "triad " << name << " threads=" << threads << ": " << j["gb_per_s"] << " GB/s\n";
     return j;
@@ -155,12 +168,9 @@ json cpu_peak(int threads, double scale) {
     // 2 FMA pipes of 256 bits per core (Zen 2-4; Zen 4 runs a 512-bit FMA as two halves):
     // 2 pipes x 8 lanes x 2 FLOP = 32 FLOP per cycle per core.
     const double clock_ghz = best / threads / 32.0;
-    const json j = {{"threads", threads},
-                    {"fma256_gflops", avx2},
-                    {"fma512_gflops", avx512},
-                    {"peak_gflops", best},
-                    {"flop_per_cycle_assumed", 32},
-                    {"implied_clock_ghz", clock_ghz}};
+    const json j = {{"threads", threads},           {"fma256_gflops", avx2},
+                    {"fma512_gflops", avx512},      {"peak_gflops", best},
+                    {"flop_per_cycle_assumed", 32}, {"implied_clock_ghz", clock_ghz}};
     std::cerr << "peak threads=" << threads << ": " << best << " GFLOP/s (AVX2 " << avx2
               << ", AVX-512 " << avx512 << "), implied clock " << clock_ghz << " GHz\n";
     return j;
@@ -170,15 +180,62 @@ json cpu_gemm(int64_t n, int threads, double scale) {
     minidl::NoGradGuard no_grad;
     minidl::Generator gen(1);
     const Tensor a = Tensor::randn({n, n}, &gen), b = Tensor::randn({n, n}, &gen);
-    const Timing t = time_calls([&] { Tensor c = minidl::matmul(a, b); }, 0.6 * scale, 3, 500);
     const double flop = 2.0 * static_cast<double>(n) * static_cast<double>(n) * n;
-    const json j = {{"n", n},
-                    {"threads", threads},
-                    {"ms", 1e3 * t.median_s},
-                    {"gflops", flop / t.median_s / 1e9},
-                    {"best_gflops", flop / t.min_s / 1e9},
-                    {"reps", t.reps}};
-    std::cerr << "gemm n=" << n << " threads=" << threads << ": " << j["gflops"] << " GFLOP/s\n";
+#if defined(MINIDL_BENCH_OPENBLAS)
+    // Interleaved with OpenBLAS's sgemm called directly on `threads` of its own threads — what
+    // torch.mm runs here — call by call, so both see the same machine: on a shared 2-core box
+    // separate runs seconds apart differ by more than the gap being measured. Run with
+    // OPENBLAS_THREAD_TIMEOUT=4 (compare_pytorch.sh does): otherwise OpenBLAS's worker keeps
+    // spinning after the direct call and takes a core from the minidl call that follows (at
+    // n = 512 on 2 threads: 97 instead of 186 GFLOP/s).
+    Tensor c = Tensor::empty({n, n});
+    const int ni = static_cast<int>(n);
+    const float one = 1.0f, zero = 0.0f;
+    std::vector<double> tm, tb;
+    double total = 0;
+    for (int rep = -2; rep < 500 && (rep < 3 || total < 1.2 * scale); ++rep) {
+        auto t0 = Clock::now();
+        Tensor cm = minidl::matmul(a, b);
+        const double dm = seconds_since(t0);
+        openblas_set_num_threads(threads);
+        t0 = Clock::now();
+        // Row-major C = A B is column-major C^T = B^T A^T.
+        sgemm_("N", "N", &ni, &ni, &ni, &one, b.raw<float>(), &ni, a.raw<float>(), &ni, &zero,
+               c.raw<float>(), &ni);
+        const double db = seconds_since(t0);
+        openblas_set_num_threads(1);  // as minidl's GEMM keeps it (ops/cpu/matmul_cpu.cpp)
+        if (rep < 0) continue;        // warm-up
+        tm.push_back(dm);
+        tb.push_back(db);
+        total += dm + db;
+    }
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    };
+    Timing t;
+    t.median_s = median(tm);
+    t.min_s = *std::min_element(tm.begin(), tm.end());
+    t.reps = static_cast<int>(tm.size());
+    const double blas_s = median(tb);
+#else
+    const Timing t = time_calls([&] { Tensor c = minidl::matmul(a, b); }, 0.6 * scale, 3, 500);
+#endif
+    json j = {{"n", n},
+              {"threads", threads},
+              {"ms", 1e3 * t.median_s},
+              {"gflops", flop / t.median_s / 1e9},
+              {"best_gflops", flop / t.min_s / 1e9},
+              {"reps", t.reps}};
+#if defined(MINIDL_BENCH_OPENBLAS)
+    j["openblas_direct_gflops"] = flop / blas_s / 1e9;
+    j["vs_openblas_direct"] = blas_s / t.median_s;
+#endif
+    std::cerr << "gemm n=" << n << " threads=" << threads << ": " << j["gflops"] << " GFLOP/s";
+#if defined(MINIDL_BENCH_OPENBLAS)
+    std::cerr << " (OpenBLAS direct, interleaved: " << j["openblas_direct_gflops"] << ")";
+#endif
+    std::cerr << "\n";
     return j;
 }
 
@@ -241,6 +298,43 @@ std::vector<json> cpu_adam(int threads, double scale) {
     std::cerr << "adam row-sparse (" << touched << " rows) threads=" << threads << ": "
               << 1e3 * sparse.median_s << " ms\n";
     return out;
+}
+
+json cpu_denormal(int threads) {
+    // One Adam step with a random gradient (moments ~1e-3 and ~1e-7), then zero gradients: m
+    // decays by beta1 = 0.9 a step and passes through the subnormal range (below 1.18e-38) at
+    // steps ~780-950 — what the moments of rarely-seen embedding rows do over a long run. With
+    // flush-to-zero (ops/cpu/optim_cpu.cpp) the late steps cost what the early ones do; without
+    // it, every subnormal operand or result takes a slow microcode path.
+    minidl::NoGradGuard no_grad;
+    constexpr int64_t V = ExampleBatch::kVocab, C = ExampleBatch::kDim;
+    minidl::Generator gen(4);
+    Tensor p = Tensor::randn({V, C}, &gen);
+    p.set_requires_grad();
+    minidl::optim::Adam opt({p}, minidl::optim::AdamOptions{.lr = 1e-3});
+    p.set_grad(Tensor::randn({V, C}, &gen, minidl::DType::F32, minidl::Device::cpu(), 0.0, 0.01));
+    opt.step();
+    p.set_grad(Tensor::zeros({V, C}));
+    std::vector<double> t;
+    for (int i = 0; i < 1000; ++i) {
+        const auto t0 = Clock::now();
+        opt.step();
+        t.push_back(seconds_since(t0));
+    }
+    auto window_median = [&](int begin, int end) {
+        std::vector<double> w(t.begin() + begin, t.begin() + end);
+        std::sort(w.begin(), w.end());
+        return w[w.size() / 2];
+    };
+    const double early = window_median(0, 100), late = window_median(800, 900);
+    const json j = {{"name", "adam_zero_grad_1000_steps"},
+                    {"threads", threads},
+                    {"early_ms", 1e3 * early},
+                    {"late_ms", 1e3 * late},
+                    {"late_over_early", late / early}};
+    std::cerr << "denormal threads=" << threads << ": steps 1-100 " << 1e3 * early
+              << " ms, steps 801-900 " << 1e3 * late << " ms\n";
+    return j;
 }
 
 std::vector<json> cpu_overhead(int threads, double scale) {

@@ -15,6 +15,8 @@ nlohmann::json cpu_gemm(int64_t n, int threads, double scale);
 std::vector<nlohmann::json> cpu_triad(int threads, double scale);
 std::vector<nlohmann::json> cpu_adam(int threads, double scale);
 std::vector<nlohmann::json> cpu_overhead(int threads, double scale);
+// Adam's step time early and late in 1000 zero-gradient steps (moments going subnormal).
+nlohmann::json cpu_denormal(int threads);
 
 // bench_step.cpp: the example's training step on `device` ("cpu", "cuda", "cuda:N").
 nlohmann::json example_step(const std::string& device, int threads, double scale);

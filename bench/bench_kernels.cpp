@@ -2,7 +2,7 @@
 // (bench/torch_micro.py measures the same things in PyTorch; bench/compare_pytorch.sh runs both).
 //
 //   bench_kernels [--device cpu|cuda] [--threads 1,2] [--sizes 256,512,1024,2048]
-//                 [--only peak,gemm,triad,adam,overhead,step] [--quick] [--json FILE]
+//                 [--only peak,gemm,triad,adam,overhead,denormal,step] [--quick] [--json FILE]
 //
 // CPU sections (each at every thread count of --threads):
 //   peak      the machine's F32 peak, measured: 16 independent chains of vector FMAs (the widest
@@ -19,11 +19,15 @@
 //             touched rows' gradients are read; 24 bytes per untouched element).
 //   overhead  per-op cost for tiny tensors: a + b of two [4] tensors (no grad), and a small
 //             linear forward + backward (x [4, 16], w [16, 16] + bias, sum, backward).
+//   denormal  (only when named in --only) Adam on the 27,769 x 64 table for 1000 steps with a
+//             zero gradient after one random one: the median step time of steps 1-100 against
+//             steps 801-900, where the first moments pass through the subnormal range.
 //   step      the example model's training step on a synthetic batch (bench_util.h):
 //             zero_grad, EmbeddingBag(mean) -> Linear -> ReLU -> Linear, cross-entropy,
 //             backward, Adam.
 // --device cuda (bench_gpu.cpp): GEMM TFLOP/s at 4096^3 in F32 (also TF32), F16 and BF16, the
-// fused Adam step in GB/s against a device-to-device copy, and the example step.
+// fused Adam step in GB/s against a device-to-device copy, the example step, and a GEMM-heavy
+// MLP step in F32 and under autocast F16/BF16 (sections gemm, copy, adam, step, amp).
 //
 // Output: a human-readable table on stderr and one JSON document on stdout (or in --json FILE).
 #include <immintrin.h>
@@ -85,7 +89,8 @@ int main(int argc, char** argv) {
             quick = true;
         } else {
             std::cerr << "usage: bench_kernels [--device cpu|cuda] [--threads 1,2] "
-                         "[--sizes 256,512,1024,2048] [--only peak,gemm,triad,adam,overhead,step] "
+                         "[--sizes 256,512,1024,2048] [--only "
+                         "peak,gemm,triad,adam,overhead,denormal,step] "
                          "[--quick] [--json FILE]\n";
             return a == "--help" || a == "-h" ? 0 : 2;
         }
@@ -96,7 +101,8 @@ int main(int argc, char** argv) {
         if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
             report = bench::run_gpu(device, only, quick);
         } else {
-            report = {{"framework", "minidl"}, {"device", "cpu"}, {"gemm_backend", MINIDL_BENCH_GEMM}};
+            report = {
+                {"framework", "minidl"}, {"device", "cpu"}, {"gemm_backend", MINIDL_BENCH_GEMM}};
             const double scale = quick ? 0.25 : 1.0;
             for (int64_t t : threads) {
                 minidl::set_num_threads(static_cast<int>(t));
@@ -114,7 +120,10 @@ int main(int argc, char** argv) {
                 if (wants(only, "overhead"))
                     for (json& j : bench::cpu_overhead(nt, scale))
                         report["overhead"].push_back(j);
-                if (wants(only, "step")) report["step"].push_back(bench::example_step("cpu", nt, scale));
+                if (!only.empty() && wants(only, "denormal"))  // ~1000 steps: on request
+                    report["denormal"].push_back(bench::cpu_denormal(nt));
+                if (wants(only, "step"))
+                    report["step"].push_back(bench::example_step("cpu", nt, scale));
             }
         }
     } catch (const std::exception& e) {

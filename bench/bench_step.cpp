@@ -73,8 +73,7 @@ nlohmann::json example_step(const std::string& device_name, int threads, double 
                               {"ms", ms},
                               {"best_ms", 1e3 * t.min_s / chunk},
                               {"steps_per_s", 1e3 / ms}};
-    std::cerr << "example step " << device.str() << " threads=" << threads << ": " << ms
-              << " ms\n";
+    std::cerr << "example step " << device.str() << " threads=" << threads << ": " << ms << " ms\n";
     return j;
 }
 

@@ -28,12 +28,14 @@ best). Usage:
 import argparse
 import contextlib
 import json
-import math
 import statistics
 import sys
 import time
 
 import torch
+
+# The example's shapes, batch and model: the same as the CPU side's (bench_util.h's ExampleBatch).
+from torch_micro import C, V, Model, example_batch
 
 
 def sync(device):
@@ -53,41 +55,6 @@ def time_calls(fn, device, min_total_s, min_reps, max_reps, warmup):
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), min(times), len(times)
-
-
-class SplitMix64:
-    """splitmix64, as bench_util.h: the example batch's ids are the same on both sides."""
-
-    MASK = (1 << 64) - 1
-
-    def __init__(self, seed):
-        self.state = seed
-
-    def next(self):
-        self.state = (self.state + 0x9E3779B97F4A7C15) & self.MASK
-        z = self.state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
-        return z ^ (z >> 31)
-
-    def uniform(self):
-        return (self.next() >> 11) * 2.0 ** -53
-
-
-VOCAB, DIM, HIDDEN, CLASSES, BAGS = 27769, 64, 64, 2, 32
-
-
-def example_batch(seed=7):
-    rng = SplitMix64(seed)
-    ids, offsets, labels = [], [], []
-    for b in range(BAGS):
-        offsets.append(len(ids))
-        length = 200 + rng.next() % 201
-        for _ in range(length):
-            i = int(math.pow(VOCAB, rng.uniform()))
-            ids.append(min(VOCAB - 1, max(1, i)))
-        labels.append(b % 2)
-    return ids, offsets, labels
 
 
 def gemm(device, name, dtype, tf32, n, scale):
@@ -117,16 +84,16 @@ def copy(device, n, scale):
 
 def adam(device, scale, fused):
     g = torch.Generator(device=device).manual_seed(2)
-    p = torch.nn.Parameter(torch.randn(VOCAB, DIM, generator=g, device=device))
-    p.grad = 0.01 * torch.randn(VOCAB, DIM, generator=g, device=device)
+    p = torch.nn.Parameter(torch.randn(V, C, generator=g, device=device))
+    p.grad = 0.01 * torch.randn(V, C, generator=g, device=device)
     kwargs = {"lr": 1e-3}
     if fused:
         kwargs["fused"] = True
     opt = torch.optim.Adam([p], **kwargs)
     med, best, _ = time_calls(opt.step, device, 0.5 * scale, 20, 5000, 3)
-    nbytes = 28.0 * VOCAB * DIM
+    nbytes = 28.0 * V * C
     name = "adam_dense_28k_x_64" + ("_fused" if fused else "")
-    r = {"name": name, "numel": VOCAB * DIM, "bytes": nbytes, "ms": 1e3 * med,
+    r = {"name": name, "numel": V * C, "bytes": nbytes, "ms": 1e3 * med,
          "gb_per_s": nbytes / med / 1e9, "best_gb_per_s": nbytes / best / 1e9}
     print(f"adam {name}: {r['ms'] * 1e3:.1f} us, {r['gb_per_s']:.0f} GB/s", file=sys.stderr)
     return r
@@ -134,20 +101,13 @@ def adam(device, scale, fused):
 
 def example_step(device, scale):
     torch.manual_seed(0)
-    embedding = torch.nn.EmbeddingBag(VOCAB, DIM, mode="mean").to(device)
-    fc1 = torch.nn.Linear(DIM, HIDDEN).to(device)
-    fc2 = torch.nn.Linear(HIDDEN, CLASSES).to(device)
-    params = [embedding.weight, *fc1.parameters(), *fc2.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3)
-    ids, offsets, labels = example_batch()
-    ids = torch.tensor(ids, dtype=torch.long, device=device)
-    offsets = torch.tensor(offsets, dtype=torch.long, device=device)
-    labels = torch.tensor(labels, dtype=torch.long, device=device)
+    model = Model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ids, offsets, labels = (t.to(device) for t in example_batch())
 
     def step():
         opt.zero_grad()
-        logits = fc2(torch.relu(fc1(embedding(ids, offsets))))
-        torch.nn.functional.cross_entropy(logits, labels).backward()
+        torch.nn.functional.cross_entropy(model(ids, offsets), labels).backward()
         opt.step()
 
     chunk = 50 if device.type == "cuda" else 10

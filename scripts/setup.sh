@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake            # g++ 12, make, CMake >= 3.25
   libeigen3-dev                    # CPU kernels
+  libopenblas-dev                  # CPU GEMM (MINIDL_GEMM_BACKEND=auto; Eigen's GEMM without it)
   doctest-dev                      # tests
   nlohmann-json3-dev               # safetensors headers, fixtures, run records
   libcli11-dev                     # command-line parsing of the examples

@@ -107,7 +107,10 @@ std::string read_entry_text(const std::string& path, std::string_view group, std
     if (const std::string* sum = field("checksum.value"))
         MDL_CHECK(*sum == md5, FormatError, "spam corpus: ", path, ": checksum.value ", *sum,
                   " differs from the MD5 in the file name");
-    return std::move(*field("text"));
+    // The decoder grows the string by doubling: keep the corpus at its size, not up to twice it.
+    std::string text = std::move(*field("text"));
+    text.shrink_to_fit();
+    return text;
 }
 
 TextDataset load_full_corpus(const std::string& dir) {
@@ -241,7 +244,7 @@ TextDataset load_spam_corpus_or_sample(const std::optional<std::string>& data_di
 
 Split spam_split(const TextDataset& corpus, SplitKind kind, bool val) {
     MDL_CHECK(
-        corpus.md5s.size() == corpus.texts.size() && corpus.groups.size() == corpus.texts.size(),
+        corpus.md5s.size() == corpus.labels.size() && corpus.groups.size() == corpus.labels.size(),
         ValueError, "spam_split: the dataset has no SpamAssassin groups/MD5s (source ",
         corpus.source, ")");
     Split s;

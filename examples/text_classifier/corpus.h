@@ -39,8 +39,8 @@ inline constexpr std::array<std::string_view, 5> kSpamGroups = {"easy-ham-1", "e
                                                                 "hard-ham-1", "spam-1", "spam-2"};
 
 struct TextDataset {
-    std::vector<std::string> texts;
-    std::vector<int64_t> labels;       // class ids, one per text
+    std::vector<std::string> texts;    // empty once tokenized, unless DataConfig::keep_texts
+    std::vector<int64_t> labels;       // class ids, one per document
     std::vector<std::string> classes;  // class id -> name
     TextMode mode = TextMode::Plain;   // Email for SpamAssassin
     // SpamAssassin only (empty otherwise), one per text: group, zero-padded id, MD5 (hex).
@@ -48,7 +48,7 @@ struct TextDataset {
     std::string source;      // the file or folder it was read from
     bool is_sample = false;  // the committed offline sample rather than the full corpus
 
-    int64_t size() const { return static_cast<int64_t>(texts.size()); }
+    int64_t size() const { return static_cast<int64_t>(labels.size()); }
 };
 
 // Indices into a TextDataset. Each list is in dataset order.

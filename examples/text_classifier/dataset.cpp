@@ -50,6 +50,10 @@ std::shared_ptr<const LoadedCorpus> load_corpus(const DataConfig& config) {
     const auto t1 = std::chrono::steady_clock::now();
     out->tokens = tokenize_corpus(out->data.texts, out->data.mode);
     out->tokenize_s = seconds_since(t1);
+    if (!config.keep_texts) {  // size() stays: it counts labels
+        out->data.texts.clear();
+        out->data.texts.shrink_to_fit();
+    }
     return out;
 }
 

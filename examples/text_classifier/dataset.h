@@ -27,6 +27,9 @@ struct DataConfig {
     std::string train_file, test_file;    // --train / --test: the user's own data
     SplitKind split = SplitKind::Random;  // spam only
     bool val = false;                     // hold out a validation share of the training docs
+    // Keep the raw texts after tokenizing. Off: training needs only the tokens, and the texts
+    // (32 MB for SpamAssassin) would stay resident for the whole run.
+    bool keep_texts = false;
 };
 
 // A corpus read and tokenized once (the expensive part), shared by every split prepared from it.

@@ -1,11 +1,18 @@
 // ops/cpu/matmul_cpu.cpp — CPU GEMM: C[b] = alpha op(A[b]) op(B[b]) + beta C[b] (core/kernels.h).
 //
 // Eigen computes each product single-threaded; we thread it ourselves by cutting C into
-// fixed-size panels (kPanelRows rows, or kPanelCols columns when C is short and wide) that run in
-// parallel on the pool. The panel size depends only on the shapes, never on the thread count, so
+// fixed-size panels (panel_rows(m) rows, or kPanelCols columns when C is short and wide) that run
+// in parallel on the pool. The panel size depends only on the shapes, never on the thread count, so
 // every element of C is computed by the same Eigen call whatever set_num_threads says: results
 // are bitwise identical for 1 or N threads. (Eigen's own OpenMP GEMM was slower on 2 threads than
 // on 1 on the development machine: ../docs/performance.md.)
+//
+// Backend (MINIDL_GEMM_BACKEND in CMakeLists.txt): with OpenBLAS, EIGEN_USE_BLAS routes each
+// panel's product to sgemm_/dgemm_ (Eigen's BLAS binding); OpenBLAS's own thread pool is set to
+// one thread, so the panels above stay the only parallelism (no second pool oversubscribing the
+// cores, and the thread-count independence holds by construction as before). Without OpenBLAS,
+// Eigen's kernels. The panel is larger with OpenBLAS: every call packs its whole op(B), so fewer,
+// taller panels pack less (panel_rows; the sizes depend on the shape only, as before).
 //
 // F16/BF16: A and B are widened to float, multiplied with float accumulation, and C is rounded
 // once — what autocast promises (and what cuBLAS does with CUBLAS_COMPUTE_32F).
@@ -15,7 +22,12 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
+#if defined(MINIDL_GEMM_OPENBLAS)
+#define EIGEN_USE_BLAS
+#endif
 #include <Eigen/Core>
+#include <algorithm>
+#include <mutex>
 #include <vector>
 
 #include "core/parallel.h"
@@ -33,7 +45,27 @@ using ConstMap = Eigen::Map<const RowMatrix<T>>;
 template <typename T>
 using MutMap = Eigen::Map<RowMatrix<T>>;
 
-constexpr int64_t kPanelRows = 128;
+#if defined(MINIDL_GEMM_OPENBLAS)
+extern "C" void openblas_set_num_threads(int);
+
+// Every call packs its whole op(B), so panels are taller than Eigen's: a quarter of C's rows
+// (64..512, a multiple of 64) gives 2-4 threads work with little repacking.
+int64_t panel_rows(int64_t m) {
+    return std::clamp<int64_t>((m / 4 + 63) / 64 * 64, 64, 512);
+}
+
+// OpenBLAS runs each call on the calling thread only (see the file comment). Once per process,
+// before the first product.
+void single_threaded_blas() {
+    static std::once_flag once;
+    std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+#else
+int64_t panel_rows(int64_t) {
+    return 128;
+}
+void single_threaded_blas() {}
+#endif
 constexpr int64_t kPanelCols = 256;
 // Below this many multiply-adds one call does it all (waking the pool would cost more).
 constexpr int64_t kSerialFlops = int64_t{1} << 18;
@@ -67,11 +99,11 @@ void gemm_one(const T* a, const T* b, T* c, const GemmArgs& g) {
         if (g.trans_a && g.trans_b) run(Ac(), Br());
     };
 
+    single_threaded_blas();
     if (g.m * g.n * g.k <= kSerialFlops) {
         panel(0, g.m, 0, g.n);
-    } else if (g.m >= 2 * kPanelRows || g.n < 2 * kPanelCols) {
-        parallel_blocks(g.m, kPanelRows,
-                        [&](int64_t, int64_t r0, int64_t r1) { panel(r0, r1, 0, g.n); });
+    } else if (const int64_t rows = panel_rows(g.m); g.m >= 2 * rows || g.n < 2 * kPanelCols) {
+        parallel_blocks(g.m, rows, [&](int64_t, int64_t r0, int64_t r1) { panel(r0, r1, 0, g.n); });
     } else {
         parallel_blocks(g.n, kPanelCols,
                         [&](int64_t, int64_t c0, int64_t c1) { panel(0, g.m, c0, c1); });

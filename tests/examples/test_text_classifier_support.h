@@ -34,6 +34,7 @@ inline DataConfig sample_config(SplitKind split = SplitKind::Random) {
     DataConfig d;
     d.data_dir = default_sample_path();
     d.split = split;
+    d.keep_texts = true;  // the predict test classifies the raw test texts
     return d;
 }
 
