@@ -143,7 +143,7 @@ TEST_CASE("dp/comm_inprocess: a rank that never comes makes the others throw wit
     CHECK_THROWS_WITH_AS(comms[2]->all_reduce({t}), doctest::Contains("broken"), CommError);
 }
 
-TEST_CASE("dp/comm_inprocess: abort wakes the peers at once; bad arguments") {
+TEST_CASE("dp/comm_inprocess: abort wakes the peers at once, and bad arguments") {
     auto comms = make_in_process_group(2, {.timeout_s = 30});
     std::string error;
     double seconds = 0;

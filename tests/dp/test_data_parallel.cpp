@@ -189,7 +189,7 @@ TEST_CASE("dp/data_parallel: PGD attacks each replica with its own gradient") {
 }
 
 TEST_CASE(
-    "dp/data_parallel: SWA averages the primary; a step skipped on one replica is not "
+    "dp/data_parallel: SWA averages the primary, a step skipped on one replica is not "
     "averaged") {
     const DPTask task;
     RunOptions o;

@@ -178,7 +178,7 @@ class CountingComm final : public Communicator {
 };
 }  // namespace
 
-TEST_CASE("dp/ddp: accumulation micro-steps communicate nothing; one synced step all buckets") {
+TEST_CASE("dp/ddp: accumulation micro-steps communicate nothing, one synced step all buckets") {
     // 5 buckets of 64 bytes (fc2.bias | fc2.weight | fc1.bias | fc1.weight | embedding). Per
     // optimizer step of 4 micro-batches, whichever way it is driven: 5 all-reduces of gradients,
     // none during the first 3 micro-batches; train_step adds one for the overflow flag and loss.

@@ -74,7 +74,7 @@ TEST_CASE("gpu/data_parallel: 2 replicas on one GPU (in-process) equal 1 process
     check_all_close(dp.weights.back(), cpu.weights.back(), 1e-4, 1e-6, "vs CPU");
 }
 
-TEST_CASE("gpu/data_parallel: an overflow on one GPU replica skips the step; FGM per replica") {
+TEST_CASE("gpu/data_parallel: an overflow on one GPU replica skips the step, FGM per replica") {
     DeterministicGuard deterministic;
     const DPTask task;
     RunOptions o;

@@ -96,7 +96,7 @@ TEST_CASE("tricks/ema: apply_shadow swaps the average in and the scope restores 
     CHECK(bitwise_equal(net.fc1->weight, moved));  // restored although evaluation threw
 }
 
-TEST_CASE("tricks/ema: decay 0 is the weights; the shadow stays F32 for 16-bit weights") {
+TEST_CASE("tricks/ema: decay 0 is the weights, the shadow stays F32 for 16-bit weights") {
     TinyModel net;
     tricks::EMA ema(net, {.decay = 0.0});
     {

@@ -74,7 +74,7 @@ TEST_CASE("tricks/swa: SWALR anneals like PyTorch (cos and linear)") {
     }
 }
 
-TEST_CASE("tricks/swa: the average of a constant is the constant; swap twice restores") {
+TEST_CASE("tricks/swa: the average of a constant is the constant, swap twice restores") {
     TinyModel m;
     tricks::AveragedModel swa(m);
     for (int i = 0; i < 5; ++i) swa.update_parameters(m);
