@@ -2,7 +2,8 @@
 // SpamAssassin corpus (full cache or the committed offline sample), its fixed splits, and the
 // user's own TSV / JSONL files.
 //
-// SpamAssassin (issue 4, "Data"; scripts/fetch_data.sh puts it in .cache/datasets/):
+// SpamAssassin (the data spec in docs/text_classifier.md; scripts/fetch_data.sh puts it in
+// .cache/datasets/):
 //   - every <group>/NNNNN.<md5>.json entry; the text is its JSON "text" field (not the .txt beside
 //     it, whose bytes differ where the mail is not valid UTF-8), the group is the folder, the label
 //     is spam (1) iff the group starts with "spam", else ham (0); the MD5 is from the file name;

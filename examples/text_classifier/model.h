@@ -1,5 +1,6 @@
 // examples/text_classifier/model.h — the classifier: a bag of embeddings and a two-layer MLP,
-// the model of issue 4 and of bench/torch_text_classifier.py, parameter for parameter.
+// the model of docs/text_classifier.md and of bench/torch_text_classifier.py, parameter for
+// parameter.
 //
 //   ids [L] (I64), offsets [B] (I64)   one bag of token ids per document (text.h's Batch)
 //   h      = EmbeddingBag(V, C, mean)(ids, offsets)     [B, C]   h_b = mean of the bag's rows

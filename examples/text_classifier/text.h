@@ -1,7 +1,8 @@
 // examples/text_classifier/text.h — from raw text to the (ids, offsets, labels) batches that
 // EmbeddingBag consumes: e-mail text extraction, tokenizer, vocabulary, encoding, batching.
 //
-// The spec (issue 4, "Text pipeline"), precise so that a PyTorch run can reproduce every id:
+// The text pipeline spec (docs/text_classifier.md), precise so that a PyTorch run can reproduce
+// every id:
 //   e-mail text  split the message at its first "\n\n": header above, body below; no "\n\n" means
 //                all body and no subject. Text = the rest of the first header line that starts with
 //                "Subject:" (ASCII case-insensitive; folded continuation lines not included) + "\n"

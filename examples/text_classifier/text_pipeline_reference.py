@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """examples/text_classifier/text_pipeline_reference.py — the text pipeline's spec in Python.
 
-An independent implementation of the data spec of issue 4 (corpus order, splits, Subject + body,
+An independent implementation of the data spec of docs/text_classifier.md (corpus order, splits, Subject + body,
 tokens, vocabulary, encoding) in plain Python 3 (standard library only), for two uses:
   * checking the C++ pipeline: it prints the counts that text_data_check and the doctest cases
     assert (split sizes, vocabulary sizes, the first vocabulary entries);

@@ -1,9 +1,9 @@
 // examples/text_classifier/wordnet.h — the multi-class task: WordNet 3.0 noun glosses -> their
 // lexicographer class (26 classes, noun.Tops ... noun.time).
 //
-// Spec (issue 4, "Data"): data.noun from Debian's wordnet-base (scripts/fetch_data.sh puts it in
-// .cache/datasets/wordnet-root/usr/share/wordnet/). Lines starting with two spaces are the
-// licence and are skipped; every other line is one synset,
+// Spec (docs/text_classifier.md, data): data.noun from Debian's wordnet-base (scripts/fetch_data.sh
+// puts it in .cache/datasets/wordnet-root/usr/share/wordnet/). Lines starting with two spaces are
+// the licence and are skipped; every other line is one synset,
 //   00006024 03 n 01 heterotroph 0 001 @ 00004475 n 0000 | an organism that depends on ...
 // with the lexicographer file number in field 2. Text = everything after the first "| " (the
 // definition and any quoted examples; trailing blanks removed). Class = lex file number - 3, so
