@@ -163,15 +163,8 @@ TextDataset load_sample(const std::string& path) {
     std::string contents = read_file(path);
     TextDataset d;
     start_spam_dataset(d, path, true);
-    size_t pos = 0;
-    int64_t line_no = 0;
-    while (pos < contents.size()) {
-        size_t eol = contents.find('\n', pos);
-        if (eol == std::string::npos) eol = contents.size();
-        std::string_view line(contents.data() + pos, eol - pos);
-        pos = eol + 1;
-        ++line_no;
-        if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    for_each_line(contents, [&](std::string_view line, int64_t line_no) {
+        if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
         json j;
         try {
             j = json::parse(line);
@@ -189,7 +182,7 @@ TextDataset load_sample(const std::string& path) {
                   ": md5 is not 32 lowercase hex digits: \"", md5, "\"");
         add_spam_doc(d, std::move(group), j["id"], std::move(md5),
                      std::move(j["text"].get_ref<std::string&>()));
-    }
+    });
     MDL_CHECK(d.size() > 0, FormatError, "spam sample: ", path, ": no messages");
     return d;
 }
@@ -311,38 +304,24 @@ std::vector<int64_t> select_sample(const TextDataset& corpus, int64_t max_bytes)
 
 std::vector<LabeledRow> parse_tsv(std::string_view contents, const std::string& name) {
     std::vector<LabeledRow> rows;
-    size_t pos = 0;
-    int64_t line_no = 0;
-    while (pos < contents.size()) {
-        size_t eol = contents.find('\n', pos);
-        if (eol == std::string_view::npos) eol = contents.size();
-        std::string_view line = contents.substr(pos, eol - pos);
-        pos = eol + 1;
-        ++line_no;
+    for_each_line(contents, [&](std::string_view line, int64_t line_no) {
         if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF files
-        if (line.empty()) continue;
-        if (line_no == 1 && line == "label\ttext") continue;  // a header
+        if (line.empty()) return;
+        if (line_no == 1 && line == "label\ttext") return;  // a header
         size_t tab = line.find('\t');
         MDL_CHECK(tab != std::string_view::npos, FormatError, "TSV: ", name, ":", line_no,
                   ": no TAB (expected label<TAB>text)");
         MDL_CHECK(tab > 0, FormatError, "TSV: ", name, ":", line_no, ": empty label");
         rows.push_back(
             {std::string(line.substr(0, tab)), std::string(line.substr(tab + 1)), line_no});
-    }
+    });
     return rows;
 }
 
 std::vector<LabeledRow> parse_jsonl(std::string_view contents, const std::string& name) {
     std::vector<LabeledRow> rows;
-    size_t pos = 0;
-    int64_t line_no = 0;
-    while (pos < contents.size()) {
-        size_t eol = contents.find('\n', pos);
-        if (eol == std::string_view::npos) eol = contents.size();
-        std::string_view line = contents.substr(pos, eol - pos);
-        pos = eol + 1;
-        ++line_no;
-        if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    for_each_line(contents, [&](std::string_view line, int64_t line_no) {
+        if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
         json j;
         try {
             j = json::parse(line);
@@ -362,7 +341,7 @@ std::vector<LabeledRow> parse_jsonl(std::string_view contents, const std::string
         std::string label_str = label->is_string() ? label->get<std::string>() : label->dump();
         MDL_CHECK(!label_str.empty(), FormatError, "JSONL: ", name, ":", line_no, ": empty label");
         rows.push_back({std::move(label_str), text->get<std::string>(), line_no});
-    }
+    });
     return rows;
 }
 

@@ -82,23 +82,16 @@ LabeledData parse_wordnet_nouns(std::string_view contents, const std::string& na
     out.data.mode = TextMode::Plain;
     out.data.source = name;
     std::array<int64_t, kNounClasses.size()> seen{};  // synsets per class so far
-    size_t pos = 0;
-    int64_t line_no = 0;
-    while (pos < contents.size()) {
-        size_t eol = contents.find('\n', pos);
-        if (eol == std::string_view::npos) eol = contents.size();
-        std::string_view line = contents.substr(pos, eol - pos);
-        pos = eol + 1;
-        ++line_no;
+    for_each_line(contents, [&](std::string_view line, int64_t line_no) {
         std::optional<Synset> s = parse_wordnet_line(line, name, line_no);
-        if (!s) continue;
+        if (!s) return;
         int64_t cls = s->lex_file - 3;
         int64_t index = out.data.size();
         out.data.texts.push_back(std::move(s->gloss));
         out.data.labels.push_back(cls);
         (seen[static_cast<size_t>(cls)]++ % 5 == 4 ? out.split.test : out.split.train)
             .push_back(index);
-    }
+    });
     MDL_CHECK(out.data.size() > 0, FormatError, "WordNet: ", name, ": no synsets");
     return out;
 }
