@@ -15,38 +15,105 @@ constexpr double kNormEpsilon = 1e-6;
 }
 
 AWP::AWP(nn::Module& model, AWPOptions options)
-    : options_(std::move(options)), selection_(model, options_.filter, "AWP") {
-    MDL_CHECK(options_.adv_lr >= 0 && options_.adv_eps >= 0, ValueError,
-              "AWP: adv_lr and adv_eps must be non-negative, got ", options_.adv_lr, " and ",
-              options_.adv_eps);
+    : model_(model),
+      options_(std::move(options)),
+      selection_(model, options_.filter, "AWP"),
+      params_(model.parameters()) {
+    MDL_CHECK(options_.adv_lr >= 0 && std::isfinite(options_.adv_lr) && options_.adv_eps >= 0 &&
+                  std::isfinite(options_.adv_eps),
+              ValueError, "AWP: adv_lr and adv_eps must be finite and non-negative, got ",
+              options_.adv_lr, " and ", options_.adv_eps);
+    MDL_CHECK(options_.steps >= 1, ValueError, "AWP: steps must be at least 1, got ",
+              options_.steps);
+    for (const auto& [name, p] : selection_.params()) {
+        size_t j = 0;
+        while (j < params_.size() && !params_[j].is_same(p))
+            ++j;
+        MDL_ASSERT(j < params_.size(), "AWP: selected parameter ", name, " not among parameters()");
+        selected_index_.push_back(j);
+    }
 }
 
-AttackResult AWP::attack() {
+void AWP::begin_micro_batch() {
+    NoGradGuard no_grad;
+    grads_before_.clear();
+    for (const Tensor& p : params_)
+        grads_before_.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+    marked_ = true;
+}
+
+Tensor AWP::own_gradient(size_t selected) const {
+    const size_t j = selected_index_[selected];
+    const Tensor& g = params_[j].grad();
+    if (!marked_ || !g.defined() || !grads_before_[j].defined()) return g;
+    NoGradGuard no_grad;
+    return g - grads_before_[j];
+}
+
+void AWP::drop_micro_batch_gradients(bool last) {
+    if (!marked_) {
+        model_.zero_grad();
+        return;
+    }
+    for (size_t j = 0; j < params_.size(); ++j) {
+        Tensor& before = grads_before_[j];
+        params_[j].set_grad(last || !before.defined() ? std::move(before) : before.clone());
+    }
+}
+
+AttackResult AWP::ascend(const AscentDirections& d) {
     AttackResult result;
-    selection_.backup_values();
+    if (!d.finite) {
+        result.nonfinite = true;
+        return result;
+    }
     NoGradGuard no_grad;
     for (size_t i = 0; i < selection_.size(); ++i) {
-        const Tensor g = selection_.own_gradient(i);
-        if (!g.defined()) continue;
-        const double g_norm = global_l2_norm({g});
-        if (!std::isfinite(g_norm)) {
-            result.nonfinite = true;
-            continue;
-        }
-        if (g_norm == 0.0 || options_.adv_lr == 0.0) continue;
+        if (d.norms[i] == 0.0 || options_.adv_lr == 0.0) continue;
         Tensor w = selection_.params()[i].second;
         const Tensor& w0 = selection_.backed_up_value(i);
-        const double w_norm = global_l2_norm({w0});
-        w.add_(g, options_.adv_lr * (w_norm + kNormEpsilon) / (g_norm + kNormEpsilon));
-        // The trust region w0 +- adv_eps |w0|, elementwise.
-        const Tensor radius = abs(w0) * options_.adv_eps;
-        w.copy_(clamp(w, w0 - radius, w0 + radius));
+        const double w_norm = global_l2_norm({w});
+        w.add_(d.grads[i], options_.adv_lr * (w_norm + kNormEpsilon) / (d.norms[i] + kNormEpsilon));
+        if (options_.bound == AWPBound::Elementwise) {
+            const Tensor radius = abs(w0) * options_.adv_eps;
+            w.copy_(clamp(w, w0 - radius, w0 + radius));
+        } else {
+            const Tensor v = w - w0;
+            const double v_norm = global_l2_norm({v});
+            const double radius = options_.adv_eps * global_l2_norm({w0});
+            if (v_norm > radius) w.copy_(w0 + v * (radius / v_norm));
+        }
         result.perturbed = true;
     }
-    selection_.clear_mark();
     return result;
 }
 
-void AWP::restore() { selection_.restore_values(); }
+AttackResult AWP::run(const std::function<void()>& adversarial_backward) {
+    AttackResult total;
+    // However this ends, the next micro-batch starts unmarked and with the weights restored.
+    struct Unmark {
+        AWP* self;
+        ~Unmark() {
+            self->grads_before_.clear();
+            self->marked_ = false;
+        }
+    } unmark{this};
+    auto directions = [&] {
+        return ascent_directions(selection_.size(), [&](size_t i) { return own_gradient(i); });
+    };
+    AscentDirections d = directions();
+    selection_.backup_values();
+    const ScopedRestore restore(selection_);
+    for (int t = 0; t < options_.steps; ++t) {
+        const AttackResult r = ascend(d);
+        total.perturbed |= r.perturbed;
+        total.nonfinite |= r.nonfinite;
+        const bool last = t == options_.steps - 1;
+        drop_micro_batch_gradients(last);
+        adversarial_backward();
+        if (!last) d = directions();
+    }
+    return total;
+}
 
 }  // namespace minidl::tricks

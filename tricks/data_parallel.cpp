@@ -215,6 +215,18 @@ Attack* DataParallel::sibling(Attack* primary, int r, const char* field) const {
 
 StepResult DataParallel::train_step(TrainStepConfig& config, int64_t batch_size,
                                     const ReplicaLossFn& loss_fn) {
+    // 4: the update half on the primary.
+    StepResult result = apply_gradients(config, reduce_gradients(config, batch_size, loss_fn));
+
+    // 5: the replicas take the primary's new weights.
+    sync_replicas();
+    if (options_.check_replicas)
+        MDL_ASSERT(replicas_identical(), "DataParallel: a replica differs from the primary");
+    return result;
+}
+
+StepResult DataParallel::reduce_gradients(TrainStepConfig& config, int64_t batch_size,
+                                          const ReplicaLossFn& loss_fn) {
     MDL_CHECK(config.optimizer != nullptr, StateError, "DataParallel::train_step: no optimizer");
     MDL_CHECK(!config.sync_hook, StateError,
               "DataParallel::train_step: config.sync_hook must be empty (the replicas communicate "
@@ -289,19 +301,12 @@ StepResult DataParallel::train_step(TrainStepConfig& config, int64_t batch_size,
         }
     });
 
-    // 4: the update half on the primary.
     StepResult total;
     for (const StepResult& part : parts) {
         total.loss += part.loss;
         total.overflow = total.overflow || part.overflow;
     }
-    StepResult result = apply_gradients(config, total);
-
-    // 5: the replicas take the primary's new weights.
-    sync_replicas();
-    if (options_.check_replicas)
-        MDL_ASSERT(replicas_identical(), "DataParallel: a replica differs from the primary");
-    return result;
+    return total;
 }
 
 void DataParallel::sync_replicas() {

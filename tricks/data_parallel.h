@@ -114,6 +114,13 @@ class DataParallel {
     // any, must come from make_attack (each replica runs its own copy); sync_hook must be empty.
     StepResult train_step(TrainStepConfig& config, int64_t batch_size,
                           const ReplicaLossFn& loss_fn);
+    // The first half of train_step: zero_grad, every replica's gradient half on its shard (its
+    // attack perturbing and restoring its own weights), and the all-reduce. Afterwards every
+    // replica's .grad() holds the global batch's gradient and its weights are those before the
+    // call; returns the global mean loss and whether any replica overflowed. train_step is this,
+    // then apply_gradients on the primary and sync_replicas().
+    StepResult reduce_gradients(TrainStepConfig& config, int64_t batch_size,
+                                const ReplicaLossFn& loss_fn);
 
     // One attack per replica, each on its own replica, made by `make(replica module)`; returns the
     // primary's, which is what goes into TrainStepConfig (train_step finds the others). Shared:

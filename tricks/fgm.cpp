@@ -5,7 +5,6 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
-#include "ops/reduce.h"
 
 namespace minidl::tricks {
 
@@ -17,25 +16,32 @@ FGM::FGM(nn::Module& model, FGMOptions options)
 
 AttackResult FGM::attack() {
     AttackResult result;
+    const AscentDirections d = ascent_directions(selection_);
+    selection_.clear_mark();
     selection_.backup_values();
+    if (!d.finite) {
+        result.nonfinite = true;
+        return result;
+    }
     NoGradGuard no_grad;
     for (size_t i = 0; i < selection_.size(); ++i) {
-        const Tensor g = selection_.own_gradient(i);
-        if (!g.defined()) continue;
-        const double norm = global_l2_norm({g});
-        if (!std::isfinite(norm)) {
-            result.nonfinite = true;
-            continue;
-        }
-        if (norm == 0.0 || options_.epsilon == 0.0) continue;
+        if (d.norms[i] == 0.0 || options_.epsilon == 0.0) continue;
         // E += epsilon * g / ||g||  (one fused axpy pass)
-        Tensor(selection_.params()[i].second).add_(g, options_.epsilon / norm);
+        Tensor(selection_.params()[i].second).add_(d.grads[i], options_.epsilon / d.norms[i]);
         result.perturbed = true;
     }
-    selection_.clear_mark();
     return result;
 }
 
-void FGM::restore() { selection_.restore_values(); }
+void FGM::restore() {
+    selection_.restore_values();
+}
+
+AttackResult FGM::run(const std::function<void()>& adversarial_backward) {
+    const AttackResult result = attack();
+    const ScopedRestore restore(selection_);
+    adversarial_backward();
+    return result;
+}
 
 }  // namespace minidl::tricks

@@ -45,13 +45,23 @@ AttackResult FreeLB::run(const std::function<Tensor()>& forward_loss,
                          const std::function<void(const Tensor&)>& backward) {
     AttackResult result;
     result.perturbed = options_.init_mag > 0;  // the first pass is already off the clean point
-    Tensor delta;  // created on the first pass, from the output's shape
+    Tensor delta;                              // created on the first pass, from the output's shape
     set_hook_([&](const Tensor& out) {
         if (!delta.defined()) {
             NoGradGuard no_grad;
-            const double d = static_cast<double>(out.numel() / std::max<int64_t>(out.shape()[0], 1));
-            delta = Tensor::rand(out.shape(), &generator_, out.dtype(), out.device(), -1.0, 1.0);
-            delta.mul_(options_.init_mag / std::sqrt(std::max(d, 1.0)));
+            if (initial_delta_.defined()) {
+                MDL_CHECK(initial_delta_.shape() == out.shape(), ShapeError,
+                          "FreeLB: set_initial_delta's shape ", shape_str(initial_delta_.shape()),
+                          " differs from the embedding output's ", shape_str(out.shape()));
+                delta = initial_delta_.to(out.device()).to(out.dtype()).clone();
+                initial_delta_ = Tensor();
+            } else {
+                const double d =
+                    static_cast<double>(out.numel() / std::max<int64_t>(out.shape()[0], 1));
+                delta =
+                    Tensor::rand(out.shape(), &generator_, out.dtype(), out.device(), -1.0, 1.0);
+                delta.mul_(options_.init_mag / std::sqrt(std::max(d, 1.0)));
+            }
             delta.set_requires_grad(true);
         }
         return out + delta;
@@ -89,7 +99,7 @@ AttackResult FreeLB::run(const std::function<Tensor()>& forward_loss,
         }
         delta = next.detach();
         delta.set_requires_grad(true);
-        result.perturbed = true;
+        if (options_.adv_lr > 0) result.perturbed = true;
     }
     return result;
 }

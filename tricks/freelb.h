@@ -2,9 +2,9 @@
 // gradients of all K steps averaged ("free" large-batch adversarial training).
 //
 // Zhu, Cheng, Gan, Sun, Goldstein, Liu: "FreeLB: Enhanced Adversarial Training for Natural
-// Language Understanding", ICLR 2020, arXiv:1909.11764 (https://arxiv.org/abs/1909.11764); the reference implementation is the
-// authors' (github.com/zhuchen03/FreeLB, huggingface/examples). With X the embedding layer's
-// output for the micro-batch and delta a perturbation of X's shape:
+// Language Understanding", ICLR 2020, arXiv:1909.11764 (https://arxiv.org/abs/1909.11764); the
+// reference implementation is the authors' (github.com/zhuchen03/FreeLB, huggingface/examples).
+// With X the embedding layer's output for the micro-batch and delta a perturbation of X's shape:
 //   delta_0 = U(-1, 1) * init_mag / sqrt(d)            d = elements per example
 //   for t = 1..K:
 //       L_t = loss(X + delta_{t-1}) / K;  backward     parameter gradients ACCUMULATE over t
@@ -17,7 +17,8 @@
 // output hook (nn/embedding.h) adds it, so the model needs no change. Dropout draws the SAME mask
 // in every pass: the default generator's state is restored before each pass.
 // Defaults (the reference implementation's GLUE settings): K = 2, adv_lr 0.1, init_mag 0.6,
-// max_norm 0 (no projection).
+// max_norm 0 (no projection). Reference values: tests/fixtures/freelb_*.json, made by running the
+// authors' loop (tests/fixtures/make_trick_fixtures.py), the max_norm branch included.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,7 @@ struct FreeLBOptions {
 };
 
 class FreeLB {
-public:
+  public:
     FreeLB(nn::EmbeddingBag& layer, FreeLBOptions options = {});
     FreeLB(nn::Embedding& layer, FreeLBOptions options = {});
 
@@ -48,13 +49,18 @@ public:
     AttackResult run(const std::function<Tensor()>& forward_loss,
                      const std::function<void(const Tensor&)>& backward);
 
+    // The next run() starts from `delta0` (the layer output's shape) instead of a random draw:
+    // to replay a reference's draw (tests/fixtures/freelb_*.json) or a recorded run.
+    void set_initial_delta(Tensor delta0) { initial_delta_ = std::move(delta0); }
+
     int steps() const { return options_.steps; }
     Generator& generator() { return generator_; }
 
-private:
+  private:
     std::function<void(std::function<Tensor(const Tensor&)>)> set_hook_;
     FreeLBOptions options_;
     Generator generator_;
+    Tensor initial_delta_;
 };
 
 // ||x_b|| over all dims but the first, as [B, 1, ..., 1] (the per-example norm), floored at

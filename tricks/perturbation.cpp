@@ -1,9 +1,12 @@
 // tricks/perturbation.cpp — parameter selection, backup and restore (see perturbation.h).
 #include "tricks/perturbation.h"
 
+#include <cmath>
+
 #include "core/autograd.h"
 #include "core/check.h"
 #include "ops/elementwise.h"
+#include "ops/reduce.h"
 
 namespace minidl::tricks {
 
@@ -15,8 +18,7 @@ bool ParamFilter::matches(const std::string& name, const Tensor& param) const {
     return true;
 }
 
-ParamSelection::ParamSelection(nn::Module& model, ParamFilter filter, const char* who)
-    : who_(who) {
+ParamSelection::ParamSelection(nn::Module& model, ParamFilter filter, const char* who) : who_(who) {
     std::string names;
     for (auto& [name, p] : model.named_parameters()) {
         names += (names.empty() ? "" : ", ") + name;
@@ -29,14 +31,16 @@ ParamSelection::ParamSelection(nn::Module& model, ParamFilter filter, const char
 void ParamSelection::backup_values() {
     NoGradGuard no_grad;
     value_backup_.clear();
-    for (auto& [name, p] : params_) value_backup_.push_back(p.detach().clone());
+    for (auto& [name, p] : params_)
+        value_backup_.push_back(p.detach().clone());
 }
 
 void ParamSelection::restore_values() {
     MDL_CHECK(has_value_backup(), StateError, who_,
               ": restore() without a backup (attack() was not called, or restore() ran twice)");
     NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(value_backup_[i]);
+    for (size_t i = 0; i < params_.size(); ++i)
+        params_[i].second.copy_(value_backup_[i]);
     value_backup_.clear();
 }
 
@@ -50,7 +54,8 @@ void ParamSelection::backup_gradients() {
 void ParamSelection::restore_gradients() {
     MDL_CHECK(grad_backup_.size() == params_.size(), StateError, who_,
               ": restore_grad() without backup_grad()");
-    for (size_t i = 0; i < params_.size(); ++i) params_[i].second.set_grad(grad_backup_[i]);
+    for (size_t i = 0; i < params_.size(); ++i)
+        params_[i].second.set_grad(grad_backup_[i]);
     grad_backup_.clear();
 }
 
@@ -66,6 +71,25 @@ Tensor ParamSelection::own_gradient(size_t i) const {
     if (!g.defined() || marked_.empty() || !marked_.at(i).defined()) return g;
     NoGradGuard no_grad;
     return g - marked_[i];
+}
+
+AscentDirections ascent_directions(size_t count, const std::function<Tensor(size_t)>& gradient) {
+    NoGradGuard no_grad;
+    AscentDirections d;
+    for (size_t i = 0; i < count; ++i) {
+        Tensor g = gradient(i);
+        const double norm = g.defined() ? global_l2_norm({g}) : 0.0;
+        d.finite = d.finite && std::isfinite(norm);
+        d.grads.push_back(std::move(g));
+        d.norms.push_back(norm);
+    }
+    return d;
+}
+
+AscentDirections ascent_directions(const ParamSelection& selection, bool own) {
+    return ascent_directions(selection.size(), [&](size_t i) {
+        return own ? selection.own_gradient(i) : selection.params()[i].second.grad();
+    });
 }
 
 }  // namespace minidl::tricks

@@ -36,7 +36,7 @@ struct ParamFilter {
 using NamedTensor = std::pair<std::string, Tensor>;
 
 class ParamSelection {
-public:
+  public:
     // Selects the parameters of `model` that match `filter` and require grad; `who` names the
     // trick in error messages. Throws StateError when nothing matches (a misspelled name would
     // otherwise silently turn the trick off).
@@ -61,7 +61,7 @@ public:
     // This micro-batch's gradient of parameter i (undefined when the parameter has none).
     Tensor own_gradient(size_t i) const;
 
-private:
+  private:
     const char* who_;
     std::vector<NamedTensor> params_;
     std::vector<Tensor> value_backup_;
@@ -74,6 +74,36 @@ private:
 struct AttackResult {
     bool perturbed = false;
     bool nonfinite = false;
+};
+
+// The ascent directions of one attack step: gradient i of the selection and its L2 norm. Every
+// norm is computed before anything moves, so that a non-finite one (an overflowed AMP gradient)
+// perturbs NOTHING — not the tensors before it either. `grads[i]` is undefined where the
+// parameter has no gradient.
+struct AscentDirections {
+    std::vector<Tensor> grads;
+    std::vector<double> norms;
+    bool finite = true;
+};
+// The directions of `count` tensors, gradient(i) giving tensor i's.
+AscentDirections ascent_directions(size_t count, const std::function<Tensor(size_t)>& gradient);
+// Of a selection: own == true, this micro-batch's own gradients (ParamSelection::own_gradient);
+// false, the whole .grad() (PGD's later steps, after zero_grad).
+AscentDirections ascent_directions(const ParamSelection& selection, bool own = true);
+
+// Restores the selection's values when it goes out of scope, exceptions included: an attack's
+// adversarial pass that throws leaves the weights as they were before the attack.
+class ScopedRestore {
+  public:
+    explicit ScopedRestore(ParamSelection& selection) : selection_(selection) {}
+    ~ScopedRestore() {
+        if (selection_.has_value_backup()) selection_.restore_values();
+    }
+    ScopedRestore(const ScopedRestore&) = delete;
+    ScopedRestore& operator=(const ScopedRestore&) = delete;
+
+  private:
+    ParamSelection& selection_;
 };
 
 }  // namespace minidl::tricks

@@ -30,52 +30,61 @@ void PGD::restore_grad() {
     const std::vector<Tensor> params = model_.parameters();
     MDL_CHECK(all_grad_backup_.size() == params.size(), StateError,
               "PGD: restore_grad() without backup_grad()");
-    for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(all_grad_backup_[i]);
+    for (size_t i = 0; i < params.size(); ++i)
+        params[i].set_grad(all_grad_backup_[i]);
     all_grad_backup_.clear();
 }
 
 AttackResult PGD::attack(bool is_first_attack) {
-    AttackResult result;
-    if (is_first_attack) selection_.backup_values();
-    MDL_CHECK(selection_.has_value_backup(), StateError,
+    MDL_CHECK(is_first_attack || selection_.has_value_backup(), StateError,
               "PGD: the first attack of a step must have is_first_attack = true");
+    AttackResult result;
+    // The first step follows this micro-batch's own clean gradient; later steps see only the
+    // adversarial gradient of the previous step (the model was zero_grad()ed in between).
+    const AscentDirections d = ascent_directions(selection_, /*own=*/is_first_attack);
+    if (is_first_attack) {
+        selection_.clear_mark();
+        selection_.backup_values();
+    }
+    if (!d.finite) {
+        result.nonfinite = true;
+        return result;
+    }
     NoGradGuard no_grad;
     for (size_t i = 0; i < selection_.size(); ++i) {
-        // The first step follows this micro-batch's own clean gradient; later steps see only the
-        // adversarial gradient of the previous step (the model was zero_grad()ed in between).
-        const Tensor g = is_first_attack ? selection_.own_gradient(i)
-                                         : selection_.params()[i].second.grad();
-        if (!g.defined()) continue;
-        const double norm = global_l2_norm({g});
-        if (!std::isfinite(norm)) {
-            result.nonfinite = true;
-            continue;
-        }
-        if (norm == 0.0 || options_.alpha == 0.0) continue;
-        Tensor(selection_.params()[i].second).add_(g, options_.alpha / norm);
+        if (d.norms[i] == 0.0 || options_.alpha == 0.0) continue;
+        Tensor(selection_.params()[i].second).add_(d.grads[i], options_.alpha / d.norms[i]);
+        project(i);
         result.perturbed = true;
     }
-    if (is_first_attack) selection_.clear_mark();
-    project();
     return result;
 }
 
-void PGD::project() {
+// E <- E0 + epsilon (E - E0) / ||E - E0|| when ||E - E0|| > epsilon.
+void PGD::project(size_t i) {
     NoGradGuard no_grad;
-    for (size_t i = 0; i < selection_.size(); ++i) {
-        Tensor p = selection_.params()[i].second;
-        const Tensor r = p - selection_.backed_up_value(i);
-        const double norm = global_l2_norm({r});
-        if (norm > options_.epsilon)
-            p.copy_(selection_.backed_up_value(i) + r * (options_.epsilon / norm));
-    }
+    Tensor p = selection_.params()[i].second;
+    const Tensor& e0 = selection_.backed_up_value(i);
+    const Tensor r = p - e0;
+    const double norm = global_l2_norm({r});
+    if (norm > options_.epsilon) p.copy_(e0 + r * (options_.epsilon / norm));
 }
 
-void PGD::restore() { selection_.restore_values(); }
+void PGD::restore() {
+    selection_.restore_values();
+}
 
 AttackResult PGD::run(const std::function<void()>& adversarial_backward) {
     AttackResult total;
     backup_grad();
+    // On an exception: E back to E0 and the clean gradients back, as before the attack.
+    struct Undo {
+        PGD* self;
+        ~Undo() {
+            if (self->selection_.has_value_backup()) self->selection_.restore_values();
+            if (!self->all_grad_backup_.empty()) self->restore_grad();
+        }
+    } undo{this};
     for (int t = 0; t < options_.steps; ++t) {
         const AttackResult r = attack(t == 0);
         total.perturbed |= r.perturbed;

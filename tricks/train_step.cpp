@@ -82,17 +82,10 @@ StepResult accumulate_gradients(TrainStepConfig& c, int64_t batch_size, const Lo
                 backward);
         } else {
             backward(weighted_loss(mb, &clean));
-            if (c.fgm) {
-                attack = c.fgm->attack();
-                if (attack.perturbed) backward(weighted_loss(mb, nullptr));
-                c.fgm->restore();
-            } else if (c.awp) {
-                attack = c.awp->attack();
-                if (attack.perturbed) backward(weighted_loss(mb, nullptr));
-                c.awp->restore();
-            } else if (c.pgd) {
-                attack = c.pgd->run([&] { backward(weighted_loss(mb, nullptr)); });
-            }
+            const auto adversarial_backward = [&] { backward(weighted_loss(mb, nullptr)); };
+            if (c.fgm) attack = c.fgm->run(adversarial_backward);
+            if (c.pgd) attack = c.pgd->run(adversarial_backward);
+            if (c.awp) attack = c.awp->run(adversarial_backward);
         }
         result.loss += mb.weight * clean;
         if (attack.nonfinite) result.overflow = true;

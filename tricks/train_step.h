@@ -9,16 +9,19 @@
 //       attack.begin_micro_batch()                    attacks follow this micro-batch's gradient
 //       { Autocast } loss_j = loss_fn(begin_j, end_j)  the micro-batch's mean loss
 //       backward(scale * w_j * loss_j)                clean pass (FreeLB: K passes of 1/K)
-//       FGM / AWP: attack, backward(scale * w_j * adversarial loss), restore
+//       FGM: attack, backward(scale * w_j * adversarial loss), restore   (clean + adversarial)
 //       PGD: K steps (pgd.h), the last adversarial gradient accumulated onto the clean one
+//       AWP: attack, drop this micro-batch's clean gradient, adversarial backward, restore
 //   if an attack met a non-finite gradient: the scaler skips the step (record_overflow)
 //   clip (through the scaler: unscale exactly once)
 //   stepped = scaler ? scaler.step(optimizer) : optimizer.step()
 //   scaler.update()
 //   if stepped: ema.update(), scheduler.step()        a skipped step advances nothing
 //
-// An attack that perturbs nothing (epsilon 0, zero gradient) skips its adversarial pass, so
-// FGM with epsilon 0 is plain training, bitwise.
+// The adversarial passes always run, as in the seed's loop, also when the attack moved nothing
+// (epsilon 0, a zero gradient): FGM and PGD then train on twice the clean gradient (the objective
+// L(E) + L(E + r) at r = 0), AWP and FreeLB on the clean gradient. An attack that meets a
+// non-finite gradient norm moves nothing and marks the step as overflowed.
 #pragma once
 
 #include <cstdint>

@@ -32,10 +32,14 @@ struct Tol {
 
 Tol tolerance(DType dtype, double factor) {
     switch (dtype) {
-        case DType::F64: return {1e-12 * factor, 1e-12 * factor};
-        case DType::F32: return {1e-5 * factor, 1e-6 * factor};
-        case DType::F16: return {2e-3 * factor, 1e-3 * factor};
-        default: return {1.6e-2 * factor, 1e-2 * factor};
+        case DType::F64:
+            return {1e-12 * factor, 1e-12 * factor};
+        case DType::F32:
+            return {1e-5 * factor, 1e-6 * factor};
+        case DType::F16:
+            return {2e-3 * factor, 1e-3 * factor};
+        default:
+            return {1.6e-2 * factor, 1e-2 * factor};
     }
 }
 
@@ -139,38 +143,60 @@ const std::vector<OpCase>& op_cases() {
          },
          2},
         {"matmul", {{{9, 40}}, {{40, 13}}}, [](V x, Device) { return matmul(x[0], x[1]); }, 4},
-        {"matmul batched", {{{3, 5, 20}}, {{3, 20, 6}}},
-         [](V x, Device) { return matmul(x[0], x[1]); }, 4},
-        {"matmul shared", {{{3, 5, 20}}, {{20, 6}}},
-         [](V x, Device) { return matmul(x[0], x[1]); }, 4},
-        {"linear", {{{2, 7, 24}}, {{10, 24}}, {{10}}},
-         [](V x, Device) { return linear(x[0], x[1], x[2]); }, 4},
-        {"embedding", {{{12, 9}}},
-         [](V x, Device d) { return embedding(x[0], ids({1, 3, 3, 0, 11, 2}).view({2, 3}).to(d), 0); },
-         2},
-        {"embedding_bag mean", {{{12, 9}}},
+        {"matmul batched",
+         {{{3, 5, 20}}, {{3, 20, 6}}},
+         [](V x, Device) { return matmul(x[0], x[1]); },
+         4},
+        {"matmul shared",
+         {{{3, 5, 20}}, {{20, 6}}},
+         [](V x, Device) { return matmul(x[0], x[1]); },
+         4},
+        {"linear",
+         {{{2, 7, 24}}, {{10, 24}}, {{10}}},
+         [](V x, Device) { return linear(x[0], x[1], x[2]); },
+         4},
+        {"embedding",
+         {{{12, 9}}},
          [](V x, Device d) {
-             return embedding_bag(x[0], ids({1, 3, 3, 0, 11, 2, 5}).to(d),
-                                  ids({0, 4, 4, 5}).to(d), BagMode::Mean);
+             return embedding(x[0], ids({1, 3, 3, 0, 11, 2}).view({2, 3}).to(d), 0);
          },
          2},
-        {"embedding_bag sum padding", {{{12, 9}}},
+        {"embedding_bag mean",
+         {{{12, 9}}},
          [](V x, Device d) {
-             return embedding_bag(x[0], ids({1, 3, 3, 0, 11, 2, 5}).to(d),
-                                  ids({0, 4, 4, 5}).to(d), BagMode::Sum, 3);
+             return embedding_bag(x[0], ids({1, 3, 3, 0, 11, 2, 5}).to(d), ids({0, 4, 4, 5}).to(d),
+                                  BagMode::Mean);
          },
          2},
-        {"layer_norm", {{{6, 48}}, {{48}}, {{48}}},
-         [](V x, Device) { return layer_norm(x[0], {48}, x[1], x[2]); }, 2},
-        {"dropout (same Philox mask)", {{{300}}},
+        {"embedding_bag sum padding",
+         {{{12, 9}}},
+         [](V x, Device d) {
+             return embedding_bag(x[0], ids({1, 3, 3, 0, 11, 2, 5}).to(d), ids({0, 4, 4, 5}).to(d),
+                                  BagMode::Sum, 3);
+         },
+         2},
+        {"layer_norm",
+         {{{6, 48}}, {{48}}, {{48}}},
+         [](V x, Device) { return layer_norm(x[0], {48}, x[1], x[2]); },
+         2},
+        {"dropout (same Philox mask)",
+         {{{300}}},
          [](V x, Device) {
              Generator g(9);
              return dropout(x[0], 0.3, true, &g);
          }},
-        {"concat", {{{3, 4}}, {{3, 5}}}, [](V x, Device) { return concat({x[0], x[1]}, 1); }},
+        {"concat",
+         {{{3, 4}}, {{3, 5}}},
+         [](V x, Device) {
+             return concat({x[0], x[1]}, 1);
+         }},
         {"slice", {{{6, 7}}}, [](V x, Device) { return slice(x[0], 1, 2, 5); }},
-        {"index_select", {{{6, 7}}},
-         [](V x, Device d) { return index_select(x[0], 0, ids({5, 0, 5, 2}).to(d)); }, 2},
+        {"index_select",
+         {{{6, 7}}},
+         [](V x, Device d) {
+             return index_select(x[0], 0, ids({5, 0, 5, 2}).to(d));
+         },
+         2},
         {"transpose", {{{5, 7, 3}}}, [](V x, Device) { return x[0].transpose(0, 2); }},
         {"narrow0 view", {{{6, 4}}}, [](V x, Device) { return x[0].narrow0(2, 3).view({12}); }},
         {"cast round trip", {{{33}}}, [](V x, Device) { return x[0].to(DType::F32) * 2.0; }},
@@ -205,11 +231,4 @@ TEST_CASE("device/ops: bad ids raise IndexError on the host before any kernel ru
     Tensor y = embedding(w, ids({4, 0}).to(device));
     y.backward(Tensor::ones({2, 3}).to(device));
     CHECK(w.grad().to(Device::cpu()).to_vector<double>()[12] == 1.0);
-}
-
-TEST_CASE("device/ops: tensors on different devices are a DeviceError naming both") {
-    const Device device = test_device();
-    if (device.is_cpu()) return;  // needs two distinct devices
-    CHECK_THROWS_WITH_AS(Tensor::ones({2}) + Tensor::ones({2}).to(device),
-                         doctest::Contains("cuda:0"), DeviceError);
 }

@@ -6,10 +6,13 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 #include "tests/dp/dp_support.h"
+#include "tests/support/token_model.h"
 #include "tricks/awp.h"
 #include "tricks/data_parallel.h"
+#include "tricks/fgm.h"
 #include "tricks/freelb.h"
 #include "tricks/pgd.h"
 #include "tricks/swa.h"
@@ -216,43 +219,110 @@ TEST_CASE(
     }
 }
 
-TEST_CASE("dp/data_parallel: PGD, AWP and FreeLB run on every replica and restore its weights") {
+TEST_CASE(
+    "dp/data_parallel: each replica's attack restores its weights, and the reduced "
+    "gradients agree with accumulation") {
     const DPTask task;
-    for (const char* attack : {"pgd", "awp", "freelb"}) {
+    for (const std::string attack : {"fgm", "pgd", "awp", "freelb"}) {
         CAPTURE(attack);
+        const std::string name = attack;
+        // The attack of one model, for the replicas and for the 1-process reference alike.
+        // FreeLB starts at delta_0 = 0 (init_mag 0) so that no random draw differs between the
+        // two arrangements.
+        auto configure = [&](tricks::TrainStepConfig& cfg, auto&& make) {
+            if (name == "fgm") cfg.fgm = make(tricks::FGMOptions{.epsilon = 0.5}, cfg.fgm);
+            if (name == "pgd")
+                cfg.pgd = make(tricks::PGDOptions{.epsilon = 0.5, .alpha = 0.2}, cfg.pgd);
+            if (name == "awp") cfg.awp = make(tricks::AWPOptions{.adv_lr = 0.5}, cfg.awp);
+        };
+        auto freelb_for = [](nn::Module& m) {
+            return std::make_unique<tricks::FreeLB>(
+                *dynamic_cast<TinyModel&>(m).embedding,
+                tricks::FreeLBOptions{.steps = 2, .adv_lr = 0.1, .init_mag = 0.0});
+        };
+
         manual_seed(5);
         TinyModel net;
         tricks::DataParallel dp(net, {.devices = {Device::cpu(), Device::cpu()}});
         optim::Adam opt(net.parameters(), {.lr = 0.05});
         tricks::TrainStepConfig cfg;
         cfg.optimizer = &opt;
-        const std::string name = attack;
-        if (name == "pgd")
-            cfg.pgd =
-                dp.make_attack<tricks::PGD>(tricks::PGDOptions{.epsilon = 0.5, .alpha = 0.2}).get();
-        if (name == "awp")
-            cfg.awp = dp.make_attack<tricks::AWP>(tricks::AWPOptions{.adv_lr = 0.5}).get();
+        std::vector<std::shared_ptr<void>> keep;
+        configure(cfg, [&](auto options, auto* tag) {
+            using Attack = std::remove_pointer_t<decltype(tag)>;
+            auto a = dp.make_attack<Attack>(options);
+            keep.push_back(a);
+            return a.get();
+        });
         if (name == "freelb")
-            cfg.freelb = dp.make_attack<tricks::FreeLB>(
-                               std::function<std::unique_ptr<tricks::FreeLB>(nn::Module&)>(
-                                   [](nn::Module& m) {
-                                       return std::make_unique<tricks::FreeLB>(
-                                           *dynamic_cast<TinyModel&>(m).embedding,
-                                           tricks::FreeLBOptions{.steps = 2, .adv_lr = 0.1});
-                                   }))
-                             .get();
-        std::vector<double> losses;
-        for (int s = 0; s < 5; ++s) {
-            losses.push_back(dp.train_step(cfg, 16, [&](int r, int64_t b, int64_t e) {
-                                   return task.loss(dp.replica<TinyModel>(r), 16 * s + b,
-                                                    16 * s + e);
-                               }).loss);
-            // Each replica attacked its own copy and restored it before the all-reduce.
-            CHECK(dp.replicas_identical());
+            cfg.freelb =
+                dp.make_attack<tricks::FreeLB>(
+                      std::function<std::unique_ptr<tricks::FreeLB>(nn::Module&)>(freelb_for))
+                    .get();
+
+        // The 1-process reference: the same weights, 2 micro-batches = the 2 shards.
+        manual_seed(5);
+        TinyModel ref;
+        optim::Adam ref_opt(ref.parameters(), {.lr = 0.05});
+        tricks::TrainStepConfig ref_cfg;
+        ref_cfg.optimizer = &ref_opt;
+        ref_cfg.accum_steps = 2;
+        std::unique_ptr<tricks::FGM> ref_fgm;
+        std::unique_ptr<tricks::PGD> ref_pgd;
+        std::unique_ptr<tricks::AWP> ref_awp;
+        std::unique_ptr<tricks::FreeLB> ref_freelb;
+        configure(ref_cfg, [&](auto options, auto* tag) {
+            using Attack = std::remove_pointer_t<decltype(tag)>;
+            auto a = std::make_unique<Attack>(ref, options);
+            Attack* raw = a.get();
+            if constexpr (std::is_same_v<Attack, tricks::FGM>) ref_fgm = std::move(a);
+            if constexpr (std::is_same_v<Attack, tricks::PGD>) ref_pgd = std::move(a);
+            if constexpr (std::is_same_v<Attack, tricks::AWP>) ref_awp = std::move(a);
+            return raw;
+        });
+        if (name == "freelb") {
+            ref_freelb = freelb_for(ref);
+            ref_cfg.freelb = ref_freelb.get();
         }
-        for (double l : losses)
-            CHECK(std::isfinite(l));
-        CHECK(opt.step_count() == 5);
+
+        for (int s = 0; s < 3; ++s) {
+            std::vector<std::vector<Tensor>> before;
+            for (int r = 0; r < dp.num_replicas(); ++r)
+                before.push_back(weights(dp.replica(r)));
+            std::vector<int> moved(static_cast<size_t>(dp.num_replicas()), 0);
+            const tricks::StepResult part =
+                dp.reduce_gradients(cfg, 16, [&](int r, int64_t b, int64_t e) {
+                    moved[static_cast<size_t>(r)] +=
+                        !all_bitwise_equal(weights(dp.replica(r)), before[static_cast<size_t>(r)]);
+                    return task.loss(dp.replica<TinyModel>(r), 16 * s + b, 16 * s + e);
+                });
+            ref_opt.zero_grad();
+            const tricks::StepResult ref_part = tricks::accumulate_gradients(
+                ref_cfg, 16,
+                [&](int64_t b, int64_t e) { return task.loss(ref, 16 * s + b, 16 * s + e); });
+            check_close({part.loss}, {ref_part.loss}, 1e-6, 1e-7, "loss");
+            for (int r = 0; r < dp.num_replicas(); ++r) {
+                CAPTURE(r);
+                // The weight attacks moved this replica's weights during its adversarial passes,
+                // and its weights are now bitwise those before the step.
+                if (name != "freelb") CHECK(moved[static_cast<size_t>(r)] > 0);
+                CHECK(all_bitwise_equal(weights(dp.replica(r)), before[static_cast<size_t>(r)]));
+                // Every replica holds the same reduced gradient: the big batch's with each shard
+                // attacked along its own gradient (= accumulation over the shards).
+                CHECK(all_bitwise_equal(gradients(dp.replica(r)), gradients(dp.replica(0))));
+                const std::vector<Tensor> got = gradients(dp.replica(r)), want = gradients(ref);
+                for (size_t i = 0; i < want.size(); ++i)
+                    check_close(got[i], want[i], 1e-5, 1e-7, "reduced gradient vs accumulation");
+            }
+            // Both take the step; they stay together.
+            tricks::apply_gradients(cfg, part);
+            dp.sync_replicas();
+            tricks::apply_gradients(ref_cfg, ref_part);
+            const std::vector<Tensor> w = weights(net), w_ref = weights(ref);
+            for (size_t i = 0; i < w.size(); ++i)
+                check_close(w[i], w_ref[i], 1e-5, 1e-7, "weights after the step");
+        }
+        CHECK(opt.step_count() == 3);
     }
 }
 

@@ -111,3 +111,10 @@ TEST_CASE("gpu/runtime: forward and backward of a small network match the CPU") 
     for (size_t i = 0; i < cpu.size(); ++i)
         check_parity(gpu_out[i], cpu[i], std::string("network ") + names[i], {1e-5, 1e-5});
 }
+
+TEST_CASE("gpu/runtime: tensors on different devices are a DeviceError naming both") {
+    CHECK_THROWS_WITH_AS(Tensor::ones({2}) + Tensor::ones({2}).to(gpu()),
+                         doctest::Contains("cuda:0"), DeviceError);
+    CHECK_THROWS_WITH_AS(Tensor::ones({2}) + Tensor::ones({2}).to(gpu()), doctest::Contains("cpu"),
+                         DeviceError);
+}

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <limits>
+#include <optional>
 
 #include "optim/sgd.h"
 #include "tests/support/compare.h"
@@ -23,7 +24,8 @@ struct LinearOnly : nn::Cloneable<LinearOnly> {
 
 void set_grads(const std::vector<Tensor>& params, double value) {
     NoGradGuard no_grad;
-    for (const Tensor& p : params) p.set_grad(Tensor::full(p.shape(), value, p.dtype()));
+    for (const Tensor& p : params)
+        p.set_grad(Tensor::full(p.shape(), value, p.dtype()));
 }
 }  // namespace
 
@@ -46,12 +48,12 @@ TEST_CASE("tricks/amp: bf16 autocast of linear + cross-entropy matches PyTorch")
     CHECK(m.fc->weight.grad().dtype() == DType::F32);  // master weights get F32 gradients
     // bf16 keeps 8 significant bits: relative tolerance 1.6e-2 (2^-6), as the fixture notes.
     double err = check_close(logits, values_from_json(fx.at("logits")), 1.6e-2, 1e-3, "logits");
-    err = std::max(err, check_close({loss.item()}, {fx.at("loss").get<double>()}, 1.6e-2, 1e-3,
-                                    "loss"));
+    err = std::max(err,
+                   check_close({loss.item()}, {fx.at("loss").get<double>()}, 1.6e-2, 1e-3, "loss"));
     err = std::max(err, check_close(m.fc->weight.grad(), values_from_json(fx.at("weight_grad")),
                                     1.6e-2, 1e-3, "weight grad"));
-    err = std::max(err, check_close(m.fc->bias.grad(), values_from_json(fx.at("bias_grad")),
-                                    1.6e-2, 1e-3, "bias grad"));
+    err = std::max(err, check_close(m.fc->bias.grad(), values_from_json(fx.at("bias_grad")), 1.6e-2,
+                                    1e-3, "bias grad"));
     MESSAGE("amp_bf16_linear_ce: max relative error " << err);
     CHECK_FALSE(autocast::is_enabled());  // the scope restored the state
 }
@@ -112,7 +114,8 @@ TEST_CASE("tricks/amp: an injected overflow skips everything and backs off") {
     amp::GradScaler scaler;
     const StateDict before = net.state_dict();
     std::vector<Tensor> snapshot;
-    for (const Tensor& p : net.parameters()) snapshot.push_back(p.clone());
+    for (const Tensor& p : net.parameters())
+        snapshot.push_back(p.clone());
     set_grads(net.parameters(), std::numeric_limits<double>::quiet_NaN());
     CHECK_FALSE(scaler.step(opt));
     scaler.update();
@@ -121,7 +124,8 @@ TEST_CASE("tricks/amp: an injected overflow skips everything and backs off") {
     CHECK(opt.step_count() == 0);
     CHECK(scaler.get_scale() == 32768.0);
     const std::vector<Tensor> params = net.parameters();
-    for (size_t i = 0; i < params.size(); ++i) CHECK(bitwise_equal(params[i], snapshot[i]));
+    for (size_t i = 0; i < params.size(); ++i)
+        CHECK(bitwise_equal(params[i], snapshot[i]));
 }
 
 TEST_CASE("tricks/amp: unscale twice or step twice in one iteration raises") {
@@ -144,21 +148,54 @@ TEST_CASE("tricks/amp: clipping through the scaler unscales first, exactly once"
     amp::GradScaler scaler({.init_scale = 1024.0});
     set_grads(net.parameters(), 1024.0 * 3.0);  // unscaled: every element is 3
     int64_t numel = 0;
-    for (const Tensor& p : net.parameters()) numel += p.numel();
+    for (const Tensor& p : net.parameters())
+        numel += p.numel();
     const double norm = scaler.clip_grad_norm(opt, 1.0);
     check_close({norm}, {3.0 * std::sqrt(static_cast<double>(numel))}, 1e-6, 0, "pre-clip norm");
     CHECK(scaler.step(opt));  // does not unscale again
     double total = 0;
     for (const Tensor& p : net.parameters())
-        for (double g : p.grad().to_vector<double>()) total += g * g;
+        for (double g : p.grad().to_vector<double>())
+            total += g * g;
     check_close({std::sqrt(total)}, {1.0}, 1e-5, 0, "clipped norm");
 }
 
-TEST_CASE("tricks/amp: disabled scaler and BF16 need no scaling") {
+TEST_CASE(
+    "tricks/amp: a disabled scaler is the identity, and BF16 needs no scaling where F16 "
+    "does") {
+    LinearOnly m;
     amp::GradScaler off({.enabled = false});
     Tensor loss = Tensor::scalar(2.0);
     CHECK(off.scale(loss).is_same(loss));
     CHECK(off.get_scale() == 1.0);
+    optim::SGD sgd(m.parameters(), {.lr = 1.0});
+    set_grads(m.parameters(), std::numeric_limits<double>::infinity());
+    CHECK(off.step(sgd));  // no inf check: the step is taken, as PyTorch's disabled scaler does
+    off.update();
+    CHECK(off.get_scale() == 1.0);
+
+    // Gradients of about 1e-9 at the 16-bit linear's output: below F16's smallest subnormal
+    // (6e-8), they flush to zero in an unscaled F16 backward (the reason F16 needs a loss
+    // scaler), while BF16, with F32's exponent range, keeps them.
+    Generator gen(3);
+    const Tensor x = Tensor::randn({4, 8}, &gen);
+    auto weight_grad = [&](std::optional<DType> dtype) {
+        m.zero_grad();
+        Tensor y;
+        {
+            amp::Autocast ac(dtype.value_or(DType::BF16), dtype.has_value());
+            y = m.fc->forward(x);
+        }
+        (sum(y.to(DType::F32)) * 1e-9).backward();
+        return m.fc->weight.grad().clone();
+    };
+    const Tensor f32 = weight_grad(std::nullopt);
+    const Tensor f16 = weight_grad(DType::F16);
+    const Tensor bf16 = weight_grad(DType::BF16);
+    CHECK(global_l2_norm({f32}) > 0);
+    CHECK(global_l2_norm({f16}) == 0.0);  // lost without a scaler
+    // Each element is a sum of 4 products rounded to 8 bits: within 3 % in relative L2 norm.
+    CHECK(global_l2_norm({bf16 - f32}) < 0.03 * global_l2_norm({f32}));
 }
 
 TEST_CASE("tricks/amp: state_dict round trip") {

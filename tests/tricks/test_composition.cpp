@@ -1,8 +1,10 @@
 // tests/tricks/test_composition.cpp — the tricks compose: every combination of
 // {none, FGM, PGD} x EMA x SWA x AMP-f16 x accumulation (48) trains the tiny model through
-// tricks::train_step, and the invariants hold; plus FreeLB and AWP, the invariances (FGM with
-// epsilon 0 = plain training, bitwise; accumulation = big batch), and skipped steps that skip
-// everything.
+// tricks::train_step, and the invariants hold; plus FreeLB and AWP, the attacks at strength 0
+// (the seed's objective: twice the clean gradient for FGM and PGD, the clean one for AWP and
+// FreeLB, bitwise), every attack's restore checked right after the gradient half (with and
+// without AMP, accumulation and an overflow), accumulation = big batch, and skipped steps that
+// skip everything.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "optim/lr_scheduler.h"
 #include "tests/support/compare.h"
 #include "tests/support/tiny_model.h"
+#include "tests/support/token_model.h"
 #include "tricks/amp.h"
 #include "tricks/awp.h"
 #include "tricks/ema.h"
@@ -82,60 +85,80 @@ struct RunResult {
     double final_lr = 0;
 };
 
-// Trains `steps` steps of the whole task (batch 16) with the combination; one SWA update per
-// step from step 4 on.
-// With overflow_step >= 0 that step's loss is multiplied by 1e30: under f16 autocast its
-// gradients overflow.
-RunResult run(const Combo& combo, int steps, double fgm_epsilon = 0.5, int overflow_step = -1) {
-    manual_seed(5);
+// The model, the optimizer, every trick and the step configuration of one combination.
+struct Rig {
+    int seeded = (manual_seed(5), 0);  // before the model draws its weights
     TinyModel net;
-    const Task task;
-    optim::Adam opt(net.parameters(), {.lr = 0.05});
-    tricks::FGM fgm(net, {.epsilon = fgm_epsilon});
-    tricks::PGD pgd(net, {.epsilon = 0.5, .alpha = 0.2, .steps = 3});
-    tricks::FreeLB freelb(*net.embedding, {.steps = 2, .adv_lr = 0.1, .init_mag = 0.3});
-    tricks::AWP awp(net, {.adv_lr = 0.5, .adv_eps = 0.01});
-    tricks::EMA ema(net, {.decay = 0.9, .optimizer = &opt});
-    tricks::AveragedModel swa(net, {}, &opt);
-    amp::GradScaler scaler({.init_scale = 1024.0});
-    optim::StepLR sched(opt, 5, 0.5);
-
+    Task task;
+    optim::Adam opt;
+    tricks::FGM fgm;
+    tricks::PGD pgd;
+    tricks::FreeLB freelb;
+    tricks::AWP awp;
+    tricks::EMA ema;
+    tricks::AveragedModel swa;
+    amp::GradScaler scaler;
+    optim::StepLR sched;
     tricks::TrainStepConfig cfg;
-    cfg.optimizer = &opt;
-    cfg.fgm = combo.adversary == Adversary::FGM ? &fgm : nullptr;
-    cfg.pgd = combo.adversary == Adversary::PGD ? &pgd : nullptr;
-    cfg.freelb = combo.adversary == Adversary::FreeLB ? &freelb : nullptr;
-    cfg.awp = combo.adversary == Adversary::AWP ? &awp : nullptr;
-    cfg.ema = combo.ema ? &ema : nullptr;
-    cfg.scheduler = &sched;
-    cfg.accum_steps = combo.accum;
-    if (combo.amp) {
-        cfg.autocast = DType::F16;
-        cfg.scaler = &scaler;
-    }
 
+    // zero_attacks: every attack at strength 0 (FGM epsilon, PGD alpha, AWP adv_lr, FreeLB
+    // init_mag and adv_lr).
+    Rig(const Combo& combo, bool zero_attacks)
+        : opt(net.parameters(), {.lr = 0.05}),
+          fgm(net, {.epsilon = zero_attacks ? 0.0 : 0.5}),
+          pgd(net, {.epsilon = 0.5, .alpha = zero_attacks ? 0.0 : 0.2, .steps = 3}),
+          freelb(*net.embedding, {.steps = 2,
+                                  .adv_lr = zero_attacks ? 0.0 : 0.1,
+                                  .init_mag = zero_attacks ? 0.0 : 0.3}),
+          awp(net, {.adv_lr = zero_attacks ? 0.0 : 0.5, .adv_eps = 0.01}),
+          ema(net, {.decay = 0.9, .optimizer = &opt}),
+          swa(net, {}, &opt),
+          scaler({.init_scale = 1024.0}),
+          sched(opt, 5, 0.5) {
+        cfg.optimizer = &opt;
+        cfg.fgm = combo.adversary == Adversary::FGM ? &fgm : nullptr;
+        cfg.pgd = combo.adversary == Adversary::PGD ? &pgd : nullptr;
+        cfg.freelb = combo.adversary == Adversary::FreeLB ? &freelb : nullptr;
+        cfg.awp = combo.adversary == Adversary::AWP ? &awp : nullptr;
+        cfg.ema = combo.ema ? &ema : nullptr;
+        cfg.scheduler = &sched;
+        cfg.accum_steps = combo.accum;
+        if (combo.amp) {
+            cfg.autocast = DType::F16;
+            cfg.scaler = &scaler;
+        }
+    }
+};
+
+// Trains `steps` steps of the whole task (batch 16) with the combination; one SWA update per
+// step from step 4 on. With overflow_step >= 0 that step's loss is multiplied by 1e30: under f16
+// autocast its gradients overflow. loss_scale multiplies every loss (2: twice the gradient).
+RunResult run(const Combo& combo, int steps, int overflow_step = -1, bool zero_attacks = false,
+              double loss_scale = 1.0) {
+    Rig rig(combo, zero_attacks);
     RunResult r;
     for (int s = 0; s < steps; ++s) {
-        const Tensor emb_before = net.embedding->weight.clone();
-        const int64_t steps_before = opt.step_count();
-        const tricks::StepResult out =
-            tricks::train_step(cfg, 16, [&](int64_t b, int64_t e) {
-                const Tensor loss = task.loss(net, b, e);
-                return s == overflow_step ? loss * 1e30 : loss;
-            });
+        const Tensor emb_before = rig.net.embedding->weight.clone();
+        const int64_t steps_before = rig.opt.step_count();
+        const tricks::StepResult out = tricks::train_step(rig.cfg, 16, [&](int64_t b, int64_t e) {
+            const Tensor loss = rig.task.loss(rig.net, b, e);
+            if (s == overflow_step) return loss * 1e30;
+            return loss_scale == 1.0 ? loss : loss * loss_scale;
+        });
         r.losses.push_back(out.loss);
         if (!out.stepped) {
             // A skipped step advances nothing and leaves the weights as they were.
-            r.attacks_restored = r.attacks_restored && opt.step_count() == steps_before &&
-                                 bitwise_equal(net.embedding->weight, emb_before);
+            r.attacks_restored = r.attacks_restored && rig.opt.step_count() == steps_before &&
+                                 bitwise_equal(rig.net.embedding->weight, emb_before);
         }
-        if (combo.swa && s >= 4) swa.update_parameters(net);
+        if (combo.swa && s >= 4) rig.swa.update_parameters(rig.net);
     }
-    r.steps_taken = opt.step_count();
-    r.ema_updates = ema.num_updates();
-    r.swa_averaged = swa.n_averaged();
-    r.final_lr = opt.param_groups()[0].lr;
-    for (const Tensor& p : net.parameters()) r.weights.push_back(p.clone());
+    r.steps_taken = rig.opt.step_count();
+    r.ema_updates = rig.ema.num_updates();
+    r.swa_averaged = rig.swa.n_averaged();
+    r.final_lr = rig.opt.param_groups()[0].lr;
+    for (const Tensor& p : rig.net.parameters())
+        r.weights.push_back(p.clone());
     return r;
 }
 
@@ -153,7 +176,8 @@ TEST_CASE("tricks/composition: all 48 combinations train and keep their invarian
                         const int steps = 12;
                         const RunResult r = run(combo, steps);
                         ++combos;
-                        for (double l : r.losses) CHECK(std::isfinite(l));
+                        for (double l : r.losses)
+                            CHECK(std::isfinite(l));
                         CHECK(r.losses.back() < r.losses.front());  // it learns
                         CHECK(r.attacks_restored);
                         // Every stepped step updated EMA once; SWA once per step from step 4.
@@ -172,19 +196,80 @@ TEST_CASE("tricks/composition: FreeLB and AWP train through train_step too") {
                 const Combo combo{adv, true, true, amp, accum};
                 CAPTURE(combo.str());
                 const RunResult r = run(combo, 12);
-                for (double l : r.losses) CHECK(std::isfinite(l));
+                for (double l : r.losses)
+                    CHECK(std::isfinite(l));
                 CHECK(r.losses.back() < r.losses.front());
                 CHECK(r.attacks_restored);
             }
 }
 
-TEST_CASE("tricks/composition: FGM with epsilon 0 is plain training, bitwise") {
+TEST_CASE(
+    "tricks/composition: at strength 0 the adversarial passes still run (the seed's "
+    "objective): FGM and PGD train on twice the clean gradient, AWP and FreeLB on it") {
     const RunResult plain = run({Adversary::None}, 8);
-    const RunResult fgm0 = run({Adversary::FGM}, 8, /*fgm_epsilon=*/0.0);
-    REQUIRE(plain.weights.size() == fgm0.weights.size());
+    const RunResult doubled = run({Adversary::None}, 8, -1, false, /*loss_scale=*/2.0);
+    // Adam is nearly invariant to the gradient's scale: the doubled run must differ somewhere,
+    // or the comparisons below could not tell the two objectives apart.
+    bool differ = false;
     for (size_t i = 0; i < plain.weights.size(); ++i)
-        CHECK(bitwise_equal(plain.weights[i], fgm0.weights[i]));
-    CHECK(plain.losses == fgm0.losses);
+        differ = differ || !bitwise_equal(plain.weights[i], doubled.weights[i]);
+    REQUIRE(differ);
+    for (Adversary adv : {Adversary::FGM, Adversary::PGD, Adversary::AWP, Adversary::FreeLB}) {
+        const Combo combo{adv};
+        CAPTURE(combo.str());
+        const RunResult zero = run(combo, 8, -1, /*zero_attacks=*/true);
+        const bool twice = adv == Adversary::FGM || adv == Adversary::PGD;
+        const RunResult& expected = twice ? doubled : plain;
+        for (size_t i = 0; i < plain.weights.size(); ++i) {
+            if (adv == Adversary::FreeLB)  // K passes of loss / K: equal up to rounding
+                check_close(zero.weights[i], expected.weights[i], 1e-5, 1e-7, "FreeLB at 0");
+            else
+                CHECK(bitwise_equal(zero.weights[i], expected.weights[i]));
+        }
+    }
+}
+
+TEST_CASE(
+    "tricks/composition: every attack restores what it moved, checked after the gradient "
+    "half") {
+    for (Adversary adv : {Adversary::FGM, Adversary::PGD, Adversary::AWP, Adversary::FreeLB})
+        for (bool amp : {false, true})
+            for (int64_t accum : {1, 2})
+                for (bool overflow : {false, true}) {
+                    if (overflow && !amp) continue;
+                    const Combo combo{adv, false, false, amp, accum};
+                    CAPTURE(combo.str());
+                    CAPTURE(overflow);
+                    Rig rig(combo, false);
+                    // A first step, so that the attack starts from trained weights.
+                    tricks::train_step(rig.cfg, 16, [&](int64_t b, int64_t e) {
+                        return rig.task.loss(rig.net, b, e);
+                    });
+                    const std::vector<Tensor> before = weights(rig.net);
+                    const Tensor clean_out = rig.net.embedding->forward(
+                        Tensor::from_vector(std::vector<int64_t>{1, 2, 3}, {3}),
+                        Tensor::from_vector(std::vector<int64_t>{0}, {1}));
+                    int calls = 0, moved_calls = 0;
+                    rig.opt.zero_grad();
+                    const tricks::StepResult r =
+                        tricks::accumulate_gradients(rig.cfg, 16, [&](int64_t b, int64_t e) {
+                            ++calls;
+                            moved_calls += !all_bitwise_equal(weights(rig.net), before);
+                            const Tensor loss = rig.task.loss(rig.net, b, e);
+                            return overflow ? loss * 1e30 : loss;
+                        });
+                    // The weight attacks moved the weights for their adversarial passes (unless
+                    // the gradient overflowed, when nothing may move) ...
+                    if (adv != Adversary::FreeLB)
+                        CHECK(moved_calls == (overflow ? 0 : calls - accum));
+                    CHECK(r.overflow == overflow);
+                    // ... and put them back bitwise; FreeLB's hook is gone.
+                    CHECK(all_bitwise_equal(weights(rig.net), before));
+                    const Tensor out = rig.net.embedding->forward(
+                        Tensor::from_vector(std::vector<int64_t>{1, 2, 3}, {3}),
+                        Tensor::from_vector(std::vector<int64_t>{0}, {1}));
+                    CHECK(bitwise_equal(out, clean_out));
+                }
 }
 
 TEST_CASE("tricks/composition: accumulation gives the big batch's loss and, plain, its weights") {
@@ -209,11 +294,11 @@ TEST_CASE("tricks/composition: an overflow skips the optimizer, EMA, SWA and the
         const Combo combo{adv, true, true, true, 2};
         CAPTURE(combo.str());
         const RunResult clean = run(combo, 7);
-        const RunResult r = run(combo, 8, 0.5, /*overflow_step=*/5);
+        const RunResult r = run(combo, 8, /*overflow_step=*/5);
         CHECK(r.attacks_restored);  // the skipped step left the weights alone
         CHECK(r.steps_taken == 7);
         CHECK(r.ema_updates == 7);
-        CHECK(r.swa_averaged == 3);  // steps 4..7, one of them skipped
+        CHECK(r.swa_averaged == 3);           // steps 4..7, one of them skipped
         CHECK(r.final_lr == clean.final_lr);  // the schedule saw 7 steps, not 8
     }
 }
@@ -232,9 +317,11 @@ TEST_CASE("tricks/composition: AMP with autocast off and a disabled scaler is pl
         for (int s = 0; s < 6; ++s)
             tricks::train_step(cfg, 16, [&](int64_t b, int64_t e) { return task.loss(net, b, e); });
         std::vector<Tensor> w;
-        for (const Tensor& p : net.parameters()) w.push_back(p.clone());
+        for (const Tensor& p : net.parameters())
+            w.push_back(p.clone());
         return w;
     };
     const std::vector<Tensor> plain = train(false), amp_off = train(true);
-    for (size_t i = 0; i < plain.size(); ++i) CHECK(bitwise_equal(plain[i], amp_off[i]));
+    for (size_t i = 0; i < plain.size(); ++i)
+        CHECK(bitwise_equal(plain[i], amp_off[i]));
 }

@@ -34,9 +34,10 @@ TEST_CASE("tricks/ema: shadow follows the seed's rule and the warm-up rule (ema_
                     m.w.copy_(tensor_from_json(fx.at("params_after_each_step")[k]));
                 }
                 CHECK(ema.update());
-                err = std::max(err, check_close(ema.shadow("w"),
-                                                values_from_json(fx.at("shadow_after_each_update")[k]),
-                                                1e-5, 1e-6, "shadow after update " + std::to_string(k)));
+                err = std::max(
+                    err, check_close(ema.shadow("w"),
+                                     values_from_json(fx.at("shadow_after_each_update")[k]), 1e-5,
+                                     1e-6, "shadow after update " + std::to_string(k)));
             }
             CHECK(ema.num_updates() == 6);
             MESSAGE(std::string(name) << ": max relative error " << err);
@@ -59,14 +60,14 @@ TEST_CASE("tricks/ema: Adam + EMA trajectory matches PyTorch (e2e_adam_ema0.9.js
         opt.step();
         CHECK(ema.update());
     }
-    double err = check_close(losses, fx.at("losses").get<std::vector<double>>(), 1e-4, 1e-6,
-                             "losses");
+    double err =
+        check_close(losses, fx.at("losses").get<std::vector<double>>(), 1e-4, 1e-6, "losses");
     for (const auto& [name, t] : fx.at("final").items())
-        err = std::max(err, check_close(net.state_dict().at(name), values_from_json(t), 1e-4,
-                                        1e-6, "final " + name));
+        err = std::max(err, check_close(net.state_dict().at(name), values_from_json(t), 1e-4, 1e-6,
+                                        "final " + name));
     for (const auto& [name, t] : fx.at("ema_shadow").items())
-        err = std::max(err, check_close(ema.shadow(name), values_from_json(t), 1e-4, 1e-6,
-                                        "shadow " + name));
+        err = std::max(
+            err, check_close(ema.shadow(name), values_from_json(t), 1e-4, 1e-6, "shadow " + name));
     MESSAGE("e2e_adam_ema0.9: max relative error " << err);
 }
 
@@ -74,13 +75,15 @@ TEST_CASE("tricks/ema: apply_shadow swaps the average in and the scope restores 
     TinyModel net;
     const StateDict live = [&] {
         StateDict s;
-        for (auto& [k, v] : net.state_dict().tensors) s.tensors[k] = v.clone();
+        for (auto& [k, v] : net.state_dict().tensors)
+            s.tensors[k] = v.clone();
         return s;
     }();
     tricks::EMA ema(net, {.decay = 0.5});
     {
         NoGradGuard no_grad;
-        for (Tensor p : net.parameters()) p.add_(Tensor::ones_like(p));
+        for (Tensor p : net.parameters())
+            p.add_(Tensor::ones_like(p));
     }
     ema.update();  // shadow = 0.5 w0 + 0.5 (w0 + 1) = w0 + 0.5
     const Tensor moved = net.fc1->weight.clone();
@@ -101,7 +104,8 @@ TEST_CASE("tricks/ema: decay 0 is the weights, the shadow stays F32 for 16-bit w
     tricks::EMA ema(net, {.decay = 0.0});
     {
         NoGradGuard no_grad;
-        for (Tensor p : net.parameters()) p.mul_(3.0);
+        for (Tensor p : net.parameters())
+            p.mul_(3.0);
     }
     ema.update();
     for (const auto& [name, p] : net.named_parameters())
@@ -110,7 +114,19 @@ TEST_CASE("tricks/ema: decay 0 is the weights, the shadow stays F32 for 16-bit w
     half.to(DType::BF16);
     tricks::EMA ema16(half, {.decay = 0.9});
     CHECK(ema16.shadow("fc1.weight").dtype() == DType::F32);
+    const Tensor shadow0 = ema16.shadow("fc1.weight").clone();
+    {
+        NoGradGuard no_grad;
+        half.fc1->weight.mul_(3.0);
+    }
     ema16.update();
+    // The average is computed and kept in F32: 0.9 * w0 + 0.1 * w, not rounded to BF16.
+    const Tensor w = half.fc1->weight.to(DType::F32);
+    const Tensor expected = shadow0 * 0.9 + w * 0.1;
+    const Tensor shadow = ema16.shadow("fc1.weight");
+    CHECK(shadow.dtype() == DType::F32);
+    check_close(shadow, expected, 1e-6, 1e-7, "F32 shadow after an update");
+    CHECK_FALSE(bitwise_equal(shadow, shadow.to(DType::BF16).to(DType::F32)));
 }
 
 TEST_CASE("tricks/ema: bound to an optimizer, a skipped step advances nothing") {
@@ -119,7 +135,8 @@ TEST_CASE("tricks/ema: bound to an optimizer, a skipped step advances nothing") 
     tricks::EMA ema(net, {.decay = 0.9, .optimizer = &opt});
     CHECK_FALSE(ema.update());  // no optimizer step yet
     CHECK(ema.num_updates() == 0);
-    for (Tensor p : net.parameters()) p.set_grad(Tensor::ones_like(p));
+    for (Tensor p : net.parameters())
+        p.set_grad(Tensor::ones_like(p));
     opt.step();
     CHECK(ema.update());
     CHECK_FALSE(ema.update());  // the same step twice
@@ -130,7 +147,8 @@ TEST_CASE("tricks/ema: warm-up makes early averages fast: d_t = min(d, (1+t)/(10
     TinyModel net;
     tricks::EMA ema(net, {.decay = 0.999, .warmup = true});
     check_close({ema.current_decay()}, {2.0 / 11.0}, 1e-15, 0, "first update");
-    for (int i = 0; i < 100; ++i) ema.update();
+    for (int i = 0; i < 100; ++i)
+        ema.update();
     check_close({ema.current_decay()}, {102.0 / 111.0}, 1e-15, 0, "update 101");
 }
 
@@ -143,9 +161,11 @@ TEST_CASE("tricks/ema: state_dict round trip continues identically") {
     CHECK(b.num_updates() == 1);
     {
         NoGradGuard no_grad;
-        for (Tensor p : net.parameters()) p.add_(Tensor::ones_like(p), 0.25);
+        for (Tensor p : net.parameters())
+            p.add_(Tensor::ones_like(p), 0.25);
     }
     a.update();
     b.update();
-    for (const auto& [name, s] : a.shadows()) CHECK(bitwise_equal(s, b.shadow(name)));
+    for (const auto& [name, s] : a.shadows())
+        CHECK(bitwise_equal(s, b.shadow(name)));
 }

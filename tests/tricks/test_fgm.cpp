@@ -1,15 +1,20 @@
 // tests/tricks/test_fgm.cpp — FGM against PyTorch: one attack (fgm_attack.json) and whole Adam
 // trajectories with FGM, alone (e2e_adam_fgm.json) and with 2-step gradient accumulation, where
-// each micro-batch's attack follows its own clean gradient (e2e_adam_fgm_accum2.json).
+// each micro-batch's attack follows its own clean gradient (e2e_adam_fgm_accum2.json); at epsilon 0
+// (fgm_epsilon0.json: the adversarial pass still runs); non-finite norms; a throwing pass.
 //
 // Tolerances: single attack rtol 1e-5 / atol 1e-6 (f32 ops); trajectories rtol 1e-4 / atol 1e-6.
 #include <doctest/doctest.h>
 
+#include <limits>
+
+#include "core/autograd.h"
 #include "nn/embedding.h"
 #include "nn/linear.h"
 #include "optim/adam.h"
 #include "tests/support/compare.h"
 #include "tests/support/tiny_model.h"
+#include "tests/support/token_model.h"
 #include "tricks/fgm.h"
 
 using namespace minidl;
@@ -58,8 +63,8 @@ std::vector<double> train_fixture(const json& fx, TinyModel& net, tricks::FGM* f
 }
 
 double check_trajectory(const json& fx, const std::vector<double>& losses, nn::Module& net) {
-    double err = check_close(losses, fx.at("losses").get<std::vector<double>>(), 1e-4, 1e-6,
-                             "losses");
+    double err =
+        check_close(losses, fx.at("losses").get<std::vector<double>>(), 1e-4, 1e-6, "losses");
     const StateDict final_state = net.state_dict();
     for (const auto& [name, t] : fx.at("final").items())
         err = std::max(err, check_close(final_state.at(name), values_from_json(t), 1e-4, 1e-6,
@@ -80,8 +85,8 @@ TEST_CASE("tricks/fgm: one attack matches PyTorch (fgm_attack.json) and restores
     const Tensor w0 = model.embedding->weight.clone();
 
     Tensor loss = cross_entropy(model.forward(ids), labels);
-    double err = check_close({loss.item()}, {fx.at("loss_clean").get<double>()}, 1e-5, 1e-6,
-                             "clean loss");
+    double err =
+        check_close({loss.item()}, {fx.at("loss_clean").get<double>()}, 1e-5, 1e-6, "clean loss");
     loss.backward();
     for (const auto& [name, p] : model.named_parameters())
         err = std::max(err, check_close(p.grad(), values_from_json(fx.at("grads_clean").at(name)),
@@ -91,17 +96,17 @@ TEST_CASE("tricks/fgm: one attack matches PyTorch (fgm_attack.json) and restores
     const tricks::AttackResult r = fgm.attack();
     CHECK(r.perturbed);
     CHECK_FALSE(r.nonfinite);
-    err = std::max(err, check_close(model.embedding->weight - w0,
-                                    values_from_json(fx.at("perturbation")), 1e-5, 1e-6,
-                                    "perturbation"));
+    err = std::max(
+        err, check_close(model.embedding->weight - w0, values_from_json(fx.at("perturbation")),
+                         1e-5, 1e-6, "perturbation"));
     Tensor adv = cross_entropy(model.forward(ids), labels);
     err = std::max(err, check_close({adv.item()}, {fx.at("loss_adversarial").get<double>()}, 1e-5,
                                     1e-6, "adversarial loss"));
     adv.backward();
     for (const auto& [name, p] : model.named_parameters())
-        err = std::max(err,
-                       check_close(p.grad(), values_from_json(fx.at("grads_accumulated").at(name)),
-                                   1e-5, 1e-6, "accumulated grad " + name));
+        err = std::max(
+            err, check_close(p.grad(), values_from_json(fx.at("grads_accumulated").at(name)), 1e-5,
+                             1e-6, "accumulated grad " + name));
     fgm.restore();
     CHECK(bitwise_equal(model.embedding->weight, w0));
     CHECK_THROWS_AS(fgm.restore(), StateError);  // no second restore without an attack
@@ -117,8 +122,9 @@ TEST_CASE("tricks/fgm: Adam + FGM trajectory matches PyTorch (e2e_adam_fgm.json)
     MESSAGE("e2e_adam_fgm: max relative error " << check_trajectory(fx, losses, net));
 }
 
-TEST_CASE("tricks/fgm: with accumulation each micro-batch attacks along its own gradient "
-          "(e2e_adam_fgm_accum2.json)") {
+TEST_CASE(
+    "tricks/fgm: with accumulation each micro-batch attacks along its own gradient "
+    "(e2e_adam_fgm_accum2.json)") {
     const json fx = load_fixture("e2e_adam_fgm_accum2");
     TinyModel net;
     load_init(net, fx);
@@ -144,32 +150,86 @@ TEST_CASE("tricks/fgm: with accumulation each micro-batch attacks along its own 
         }
         opt.step();
     }
-    const CloseResult r = compare_close(wrong.state_dict().at("embedding.weight").to_vector<double>(),
-                                        values_from_json(fx.at("final").at("embedding.weight")),
-                                        1e-4, 1e-6);
+    const CloseResult r =
+        compare_close(wrong.state_dict().at("embedding.weight").to_vector<double>(),
+                      values_from_json(fx.at("final").at("embedding.weight")), 1e-4, 1e-6);
     CHECK_FALSE(r.ok);
 }
 
-TEST_CASE("tricks/fgm: zero and non-finite gradient norms perturb nothing") {
+TEST_CASE(
+    "tricks/fgm: at epsilon 0 the adversarial pass still runs: twice the clean gradient "
+    "(fgm_epsilon0.json)") {
+    const json fx = load_fixture("fgm_epsilon0");
+    TokenModel net;
+    load_init(net, fx);
+    const TokenBatch batch = token_batch(fx);
+    batch.loss(net).backward();
+    double err = check_grads(net, fx.at("grads_clean"), 1e-5, 1e-6, "clean grad");
+    const std::vector<Tensor> clean = gradients(net), w0 = weights(net);
+    tricks::FGM fgm(net, {.epsilon = 0.0});
+    int passes = 0;
+    const tricks::AttackResult r = fgm.run([&] {
+        batch.loss(net).backward();
+        ++passes;
+    });
+    CHECK(passes == 1);
+    CHECK_FALSE(r.perturbed);
+    err = std::max(err, check_grads(net, fx.at("grads_after"), 1e-5, 1e-6, "gradient after"));
+    std::vector<Tensor> twice;
+    for (const Tensor& g : clean)
+        twice.push_back(g * 2.0);
+    CHECK(all_bitwise_equal(gradients(net), twice));
+    CHECK(all_bitwise_equal(weights(net), w0));
+    MESSAGE("fgm_epsilon0: max relative error " << err);
+}
+
+TEST_CASE("tricks/fgm: a zero norm moves nothing, a non-finite one on any tensor moves none") {
     TinyModel net;
     tricks::FGM fgm(net);
     const Tensor w0 = net.embedding->weight.clone();
     net.embedding->weight.set_grad(Tensor::zeros_like(w0));
     tricks::AttackResult r = fgm.attack();
     CHECK_FALSE(r.perturbed);
+    CHECK_FALSE(r.nonfinite);
     CHECK(bitwise_equal(net.embedding->weight, w0));
     fgm.restore();
-    Tensor g = Tensor::zeros_like(w0);
+
+    // Two selected tensors: the first (embedding.weight) with a finite gradient, the second
+    // (fc1.weight) overflowed. Checking each norm just before moving its tensor would already
+    // have moved the first.
+    tricks::FGM both(net, {.filter = {.predicate = [](const std::string& name, const Tensor&) {
+                               return name == "embedding.weight" || name == "fc1.weight";
+                           }}});
+    REQUIRE(both.selection().params()[0].first == "embedding.weight");
+    const std::vector<Tensor> before = weights(net);
     {
         NoGradGuard no_grad;
+        net.embedding->weight.set_grad(Tensor::ones_like(w0));
+        Tensor g = Tensor::zeros_like(net.fc1->weight.detach());
         g.fill_(std::numeric_limits<double>::infinity());
+        net.fc1->weight.set_grad(g);
     }
-    net.embedding->weight.set_grad(g);
-    r = fgm.attack();
+    r = both.attack();
     CHECK_FALSE(r.perturbed);
     CHECK(r.nonfinite);
+    CHECK(all_bitwise_equal(weights(net), before));
+    both.restore();
+    CHECK(all_bitwise_equal(weights(net), before));
+}
+
+TEST_CASE("tricks/fgm: an adversarial pass that throws leaves the table restored") {
+    TinyModel net;
+    net.embedding->weight.set_grad(Tensor::ones_like(net.embedding->weight.detach()));
+    const Tensor w0 = net.embedding->weight.clone();
+    tricks::FGM fgm(net);
+    bool moved = false;
+    CHECK_THROWS_AS(fgm.run([&] {
+        moved = !bitwise_equal(net.embedding->weight, w0);
+        throw ValueError("adversarial pass failed");
+    }),
+                    ValueError);
+    CHECK(moved);
     CHECK(bitwise_equal(net.embedding->weight, w0));
-    fgm.restore();
 }
 
 TEST_CASE("tricks/fgm: parameters are chosen by name, with exclusions and predicates") {
@@ -179,9 +239,8 @@ TEST_CASE("tricks/fgm: parameters are chosen by name, with exclusions and predic
                          doctest::Contains("embedding.weight"), StateError);
     CHECK_THROWS_AS(tricks::FGM(net, {.filter = {.contains = "embedding", .exclude = {"embed"}}}),
                     StateError);
-    tricks::FGM by_predicate(
-        net, {.filter = {.predicate = [](const std::string& n, const Tensor&) {
-                  return n.find("fc") == 0;
-              }}});
+    tricks::FGM by_predicate(net, {.filter = {.predicate = [](const std::string& n, const Tensor&) {
+                                       return n.find("fc") == 0;
+                                   }}});
     CHECK(by_predicate.selection().size() == 4);
 }

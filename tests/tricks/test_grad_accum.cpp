@@ -3,11 +3,15 @@
 // micro-batches per step (e2e_adam_accum2.json), and the plans.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "nn/linear.h"
 #include "optim/adam.h"
+#include "optim/sgd.h"
 #include "tests/support/compare.h"
 #include "tests/support/tiny_model.h"
 #include "tricks/grad_accum.h"
+#include "tricks/train_step.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -41,6 +45,31 @@ TEST_CASE("tricks/grad_accum: ragged micro-batches weighted by size give the ful
                               values_from_json(fx.at("full_batch_grads").at("weight")), 1e-5, 1e-6)
                     .ok);
 
+    // The same through the training step: accumulate_gradients plans 10 samples in 3 micro-batches
+    // itself ([4, 3, 3], weights 0.4, 0.3, 0.3) and must give the full-batch gradient too.
+    {
+        Tensor wg = w.clone().set_requires_grad(), bg = b.clone().set_requires_grad();
+        optim::SGD sgd(std::vector<Tensor>{wg, bg}, {.lr = 0.1});
+        tricks::TrainStepConfig cfg{.optimizer = &sgd};
+        cfg.accum_steps = 3;
+        const std::vector<tricks::MicroBatch> plan = tricks::GradAccumulator(3).plan(10);
+        REQUIRE(plan.size() == 3);
+        CHECK(plan[2].end - plan[2].begin < plan[0].end - plan[0].begin);  // a ragged split
+        int calls = 0;
+        const tricks::StepResult r =
+            tricks::accumulate_gradients(cfg, 10, [&](int64_t b0, int64_t e0) {
+                ++calls;
+                return cross_entropy(linear(X.narrow0(b0, e0 - b0), wg, bg),
+                                     Y.narrow0(b0, e0 - b0));
+            });
+        CHECK(calls == 3);
+        CHECK(std::isfinite(r.loss));
+        check_close(wg.grad(), values_from_json(fx.at("full_batch_grads").at("weight")), 1e-5, 1e-6,
+                    "train_step weight grad");
+        check_close(bg.grad(), values_from_json(fx.at("full_batch_grads").at("bias")), 1e-5, 1e-6,
+                    "train_step bias grad");
+    }
+
     // A loader of 10 samples in batches of 4, one step per 3 batches, is exactly this group:
     // the streaming plan gives these weights.
     const tricks::LoaderPlan plan(10, 4, 3);
@@ -49,8 +78,9 @@ TEST_CASE("tricks/grad_accum: ragged micro-batches weighted by size give the ful
     CHECK(plan.steps_after(2));
 }
 
-TEST_CASE("tricks/grad_accum: Adam with 2 micro-batches per step matches PyTorch "
-          "(e2e_adam_accum2.json)") {
+TEST_CASE(
+    "tricks/grad_accum: Adam with 2 micro-batches per step matches PyTorch "
+    "(e2e_adam_accum2.json)") {
     const json fx = load_fixture("e2e_adam_accum2");
     TinyModel net;
     load_init(net, fx);
@@ -69,11 +99,11 @@ TEST_CASE("tricks/grad_accum: Adam with 2 micro-batches per step matches PyTorch
         }
         opt.step();
     }
-    double err = check_close(losses, fx.at("losses").get<std::vector<double>>(), 1e-4, 1e-6,
-                             "losses");
+    double err =
+        check_close(losses, fx.at("losses").get<std::vector<double>>(), 1e-4, 1e-6, "losses");
     for (const auto& [name, t] : fx.at("final").items())
-        err = std::max(err, check_close(net.state_dict().at(name), values_from_json(t), 1e-4,
-                                        1e-6, "final " + name));
+        err = std::max(err, check_close(net.state_dict().at(name), values_from_json(t), 1e-4, 1e-6,
+                                        "final " + name));
     MESSAGE("e2e_adam_accum2: max relative error " << err);
 }
 
@@ -82,7 +112,8 @@ TEST_CASE("tricks/grad_accum: plans by sample and by token counts") {
     const auto p = acc.plan(10);  // sizes 3, 3, 2, 2
     REQUIRE(p.size() == 4);
     double total = 0;
-    for (const auto& mb : p) total += mb.weight;
+    for (const auto& mb : p)
+        total += mb.weight;
     check_close({total}, {1.0}, 1e-15, 0, "weights sum to 1");
     CHECK(p[0].end - p[0].begin == 3);
     CHECK(p[3].end - p[3].begin == 2);

@@ -59,16 +59,16 @@ TEST_CASE("tricks/swa: SWALR anneals like PyTorch (cos and linear)") {
             const json fx = load_fixture(name);
             Tensor p = Tensor::zeros({1}).set_requires_grad();
             optim::SGD opt({p}, {.lr = fx.at("base_lr")});
-            tricks::SWALR sched(opt, {.swa_lr = 0.05, .anneal_epochs = 4,
-                                      .anneal_strategy = strategy});
+            tricks::SWALR sched(opt,
+                                {.swa_lr = 0.05, .anneal_epochs = 4, .anneal_strategy = strategy});
             std::vector<double> lrs;
             for (size_t i = 0; i < fx.at("lr_before_each_step").size(); ++i) {
                 lrs.push_back(opt.param_groups()[0].lr);
                 opt.step();
                 sched.step();
             }
-            const double err = check_close(lrs, fx.at("lr_before_each_step").get<std::vector<double>>(),
-                                           1e-12, 1e-15, name);
+            const double err = check_close(
+                lrs, fx.at("lr_before_each_step").get<std::vector<double>>(), 1e-12, 1e-15, name);
             MESSAGE(std::string(name) << ": max relative error " << err);
         }
     }
@@ -77,7 +77,8 @@ TEST_CASE("tricks/swa: SWALR anneals like PyTorch (cos and linear)") {
 TEST_CASE("tricks/swa: the average of a constant is the constant, swap twice restores") {
     TinyModel m;
     tricks::AveragedModel swa(m);
-    for (int i = 0; i < 5; ++i) swa.update_parameters(m);
+    for (int i = 0; i < 5; ++i)
+        swa.update_parameters(m);
     for (const auto& [name, p] : m.named_parameters())
         check_close(swa.module().state_dict().at(name), p, 1e-6, 1e-7, name);
     TinyModel other;
@@ -92,9 +93,10 @@ TEST_CASE("tricks/swa: bound to an optimizer, a skipped step does not enter the 
     TinyModel m;
     optim::SGD opt(m.parameters(), {.lr = 0.1});
     tricks::AveragedModel swa(m, {}, &opt);
-    CHECK(swa.update_parameters(m));   // the first update always counts
+    CHECK(swa.update_parameters(m));        // the first update always counts
     CHECK_FALSE(swa.update_parameters(m));  // no step since
-    for (Tensor p : m.parameters()) p.set_grad(Tensor::ones_like(p));
+    for (Tensor p : m.parameters())
+        p.set_grad(Tensor::ones_like(p));
     opt.step();
     CHECK(swa.update_parameters(m));
     CHECK(swa.n_averaged() == 2);
@@ -106,11 +108,13 @@ TEST_CASE("tricks/swa: update_bn recomputes BatchNorm statistics over the whole 
     swa.update_parameters(m);
     Generator gen(4);
     std::vector<Tensor> batches;
-    for (int i = 0; i < 3; ++i) batches.push_back(Tensor::randn({5, 4}, &gen));
+    for (int i = 0; i < 3; ++i)
+        batches.push_back(Tensor::randn({5, 4}, &gen));
     auto& avg = swa.module_as<WithBatchNorm>();
     avg.eval();
     tricks::update_bn(avg, [&] {
-        for (const Tensor& x : batches) avg.forward(x);
+        for (const Tensor& x : batches)
+            avg.forward(x);
     });
     CHECK_FALSE(avg.is_training());  // mode restored
     CHECK(avg.bn->momentum() == std::optional<double>(0.1));
@@ -119,6 +123,25 @@ TEST_CASE("tricks/swa: update_bn recomputes BatchNorm statistics over the whole 
     Tensor all = concat(batches, 0);
     Tensor h = avg.fc->forward(all);
     check_close(avg.bn->running_mean, mean(h, 0), 1e-5, 1e-6, "running mean");
+    // running_var: the cumulative average of the batches' unbiased variances (PyTorch's rule with
+    // momentum None), computed here in double.
+    const int64_t C = h.shape()[1];
+    std::vector<double> var_avg(static_cast<size_t>(C), 0.0);
+    for (const Tensor& x : batches) {
+        const std::vector<double> hb = avg.fc->forward(x).to_vector<double>();
+        const int64_t n = x.shape()[0];
+        for (int64_t c = 0; c < C; ++c) {
+            double m = 0, ss = 0;
+            for (int64_t i = 0; i < n; ++i)
+                m += hb[static_cast<size_t>(i * C + c)] / n;
+            for (int64_t i = 0; i < n; ++i) {
+                const double d = hb[static_cast<size_t>(i * C + c)] - m;
+                ss += d * d;
+            }
+            var_avg[static_cast<size_t>(c)] += ss / static_cast<double>(n - 1) / batches.size();
+        }
+    }
+    check_close(avg.bn->running_var, var_avg, 1e-5, 1e-6, "running var");
     CHECK(avg.bn->num_batches_tracked.item() == 3.0);
 }
 
