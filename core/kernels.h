@@ -53,6 +53,17 @@ enum class ReduceOp : uint8_t { Sum, Mean, Max };
 
 enum class BagMode : uint8_t { Sum, Mean };
 
+// Scaled dot-product attention over [batch, heads, lq or lk, d] (ops/attention.h). key_mask is
+// F32 [batch, lk] (nonzero = attend) or undefined; dropout draws element (b, h, i, j) from Philox
+// block offset + flat / 4, lane flat % 4, flat = ((b heads + h) lq + i) lk + j, key seed.
+struct AttentionArgs {
+    int64_t batch = 0, heads = 0, lq = 0, lk = 0, d = 0;
+    double scale = 1.0;
+    bool causal = false;
+    double dropout_p = 0.0;
+    uint64_t seed = 0, offset = 0;
+};
+
 // C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b < batch, row-major, where op(X) = X or
 // X^T. op(A) is [m, k], op(B) is [k, n], C is [m, n]. A stride of 0 reuses one matrix for every
 // batch (a 2-D weight against a batch of inputs). a, b and c share one dtype; F16/BF16 inputs are
@@ -150,6 +161,20 @@ class Kernels {
 
     // ---- linear algebra -------------------------------------------------------------------
     virtual void gemm(const Tensor& a, const Tensor& b, Tensor& c, const GemmArgs& args) = 0;
+
+    // ---- attention ------------------------------------------------------------------------
+    // Whether this table has the fused kernels below (the op runs the composite otherwise).
+    virtual bool has_fused_attention() const { return false; }
+    // out [B, H, Lq, D] (q's dtype) and lse [B, H, Lq] (F64 for F64 q, else F32; -inf for a row
+    // with no key), without materialising the [Lq, Lk] scores.
+    virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& key_mask, Tensor& out, Tensor& lse,
+                           const AttentionArgs& args);
+    // gq, gk, gv (the dtypes of q, k, v) from gout, recomputing the scores from q, k and lse.
+    virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& key_mask, const Tensor& out, const Tensor& lse,
+                                    const Tensor& gout, Tensor& gq, Tensor& gk, Tensor& gv,
+                                    const AttentionArgs& args);
 
     // ---- embeddings and gathers -----------------------------------------------------------
     // out[i, :] = weight[ids[i], :] for weight [V, C], ids [L] (I64, in range), out [L, C].

@@ -1,6 +1,7 @@
 // ops/ops.h — every user-facing op. Each family's header documents its math.
 #pragma once
 
+#include "ops/attention.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
