@@ -367,7 +367,17 @@ int write_rank(DType t) {
     return 5;
 }
 
+std::atomic<SaveFaultHook> g_save_fault_hook{nullptr};
+
+void save_fault_point(const std::string& path, SaveStage stage) {
+    if (SaveFaultHook hook = g_save_fault_hook.load()) hook(path, stage);
+}
+
 }  // namespace
+
+void set_save_fault_hook(SaveFaultHook hook) {
+    g_save_fault_hook.store(hook);
+}
 
 std::string_view safetensors_dtype_name(DType dtype) {
     switch (dtype) {
@@ -492,6 +502,7 @@ void save_safetensors(const std::string& path, const StateDict& state) {
     std::memcpy(len, &n, sizeof len);  // little-endian host
     write_all(w, tmp.fd.fd, len, sizeof len, tmp.path);
     write_all(w, tmp.fd.fd, text.data(), text.size(), tmp.path);
+    save_fault_point(path, SaveStage::HeaderWritten);
     for (const Item& it : items)
         if (it.host.nbytes() > 0)
             write_all(w, tmp.fd.fd, it.host.data_ptr(), it.host.nbytes(), tmp.path);
@@ -499,6 +510,7 @@ void save_safetensors(const std::string& path, const StateDict& state) {
     if (::fsync(tmp.fd.fd) != 0) fail_io(w, "cannot flush '", tmp.path, "': ", errno_str(errno));
     if (::close(std::exchange(tmp.fd.fd, -1)) != 0)
         fail_io(w, "cannot close '", tmp.path, "': ", errno_str(errno));
+    save_fault_point(path, SaveStage::Flushed);
     if (::rename(tmp.path.c_str(), path.c_str()) != 0)
         fail_io(w, "cannot rename '", tmp.path, "' to it: ", errno_str(errno));
     tmp.renamed = true;

@@ -43,6 +43,15 @@ namespace minidl {
 // the host. `state.metadata` becomes the header's "__metadata__".
 void save_safetensors(const std::string& path, const StateDict& state);
 
+// Crash testing: when a hook is set, save_safetensors calls it with the target path at two
+// moments of every write — once the header is in the temporary file (the data not yet), and once
+// the whole temporary file is flushed but not yet renamed — so that a test program can kill
+// itself there and check that the previous file survives (examples/text_classifier/kill_points.h).
+// nullptr (the default) removes it. A plain atomic pointer: set it before any thread writes.
+enum class SaveStage { HeaderWritten, Flushed };
+using SaveFaultHook = void (*)(const std::string& path, SaveStage stage);
+void set_save_fault_hook(SaveFaultHook hook);
+
 // Reads the checkpoint at `path` into fresh tensors on `device` (never views of the file),
 // validating the whole header against the file size before reading any data.
 StateDict load_safetensors(const std::string& path, Device device = Device::cpu());

@@ -1,6 +1,12 @@
 // examples/text_classifier/checkpoint.cpp — see checkpoint.h.
 #include "examples/text_classifier/checkpoint.h"
 
+#include <signal.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <regex>
+
 #include "core/check.h"
 #include "core/safetensors.h"
 
@@ -40,6 +46,23 @@ Checkpoint load_checkpoint(const std::string& path) {
             minidl::detail::concat("load_checkpoint: ", path, ": malformed metadata: ", e.what()));
     }
     return c;
+}
+
+int remove_abandoned_temp_files(const std::string& dir) {
+    namespace fs = std::filesystem;
+    static const std::regex temp_name(R"(.+\.tmp\.([0-9]{1,9})\.[0-9]+)");
+    int removed = 0;
+    std::error_code ec;
+    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+        std::smatch m;
+        const std::string name = e.path().filename().string();
+        if (!e.is_regular_file(ec) || !std::regex_match(name, m, temp_name)) continue;
+        const pid_t writer = static_cast<pid_t>(std::stoll(m[1].str()));
+        // kill(pid, 0) probes without signalling: ESRCH means no such process.
+        if (::kill(writer, 0) == 0 || errno != ESRCH) continue;
+        if (fs::remove(e.path(), ec)) ++removed;
+    }
+    return removed;
 }
 
 }  // namespace textclf

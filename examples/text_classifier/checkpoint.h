@@ -12,7 +12,8 @@
 //   run              what the run trains on: data config, split, vocabulary size, classes
 //   position.*       epochs done, next batch of the current epoch, global step
 //   rng.*            seed and counter offset of the default, data, epoch-start and FreeLB
-//                    generators (the data position: the epoch's order is redrawn from rng.epoch)
+//                    generators (the data position: the epoch's order is redrawn from rng.epoch;
+//                    rng.freelb is replica 0's, rng.freelb.R replica R's under --replicas)
 //   epoch.*, curve.*, history   the current epoch's partial sums and the finished epochs
 //   optimizer.*, ema.*, swa.*, swa_lr.*, scaler.*   each part's counters (exact decimal text)
 // A reader checks format and version first and refuses other versions with a FormatError.
@@ -43,5 +44,12 @@ struct Checkpoint {
 
 // Reads and validates a checkpoint (format, version, config); FormatError otherwise.
 Checkpoint load_checkpoint(const std::string& path);
+
+// Removes from `dir` the temporary files that killed processes left: this program writes every
+// output atomically through `<file>.tmp.<pid>.<n>` (save_safetensors, write_file_atomic), and a
+// process killed mid-write leaves that file behind. Only those whose writer <pid> is no longer
+// running are removed (a live writer's is not touched); returns how many. Never reads them: the
+// file they were meant to replace is still the last complete one.
+int remove_abandoned_temp_files(const std::string& dir);
 
 }  // namespace textclf

@@ -74,7 +74,8 @@ void write_file_atomic(const std::string& path, std::string_view contents) {
     }
     int fd = f.fd;
     f.fd = -1;
-    if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    // On disk before the rename makes it visible: a crash then leaves the old file or the new one.
+    if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
         int err = errno;
         ::unlink(tmp.c_str());
         MDL_CHECK(false, Error, "write_file: cannot write '", path, "': ", std::strerror(err));

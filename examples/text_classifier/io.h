@@ -1,9 +1,9 @@
 // examples/text_classifier/io.h — the file helpers the data loaders share.
 //
 // read_file reads a whole file in one read (the corpus is 6,046 small files: one open, one fstat,
-// one read each); write_file_atomic writes a temporary file beside the target and renames it, so
-// a reader never sees half a file. I/O failures throw minidl::Error naming the path and errno's
-// text.
+// one read each); write_file_atomic writes a temporary file beside the target, flushes it to disk
+// and renames it, so a reader never sees half a file, not even after a crash. I/O failures throw
+// minidl::Error naming the path and errno's text.
 #pragma once
 
 #include <cstdint>

@@ -14,6 +14,7 @@
 #include "core/parallel.h"
 #include "examples/text_classifier/checkpoint.h"
 #include "examples/text_classifier/io.h"
+#include "examples/text_classifier/kill_points.h"
 #include "examples/text_classifier/progress.h"
 
 namespace textclf {
@@ -113,6 +114,7 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
     const bool writes = !o.out_dir.empty() && minidl::is_main_process();
     if (writes) {
         fs::create_directories(o.out_dir);
+        remove_abandoned_temp_files(o.out_dir);
         data.vocab.save((fs::path(o.out_dir) / "vocab.txt").string());
     }
     Trainer trainer(o.train, data, resume ? std::string() : o.init_from);
@@ -122,6 +124,12 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
     ProgressBar bar(std::cerr, ProgressBar::stderr_is_terminal(), o.progress_prefix);
     TrainHooks hooks;
     hooks.should_stop = o.should_stop;
+    // Crash tests only (kill_points.h): the process may be set to kill itself at a chosen step.
+    if (std::function<void()> kill_poll = arm_kill_points_from_env())
+        hooks.should_stop = [kill_poll, stop = o.should_stop] {
+            kill_poll();
+            return stop && stop();
+        };
     if (o.write_checkpoints && !ckpt_path.empty())
         hooks.checkpoint = [&] { save_checkpoint(ckpt_path, trainer, info); };
     if (o.progress) hooks.progress = &bar;

@@ -264,13 +264,19 @@ Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string
         });
     if (config_.freelb)
         freelb_ = make_attack<tricks::FreeLB>(dp_.get(), *model_, [&](Module& m) {
-            return std::make_unique<tricks::FreeLB>(
+            // Under --replicas one per replica, in replica order. Each draws its own noise (seed
+            // + r; with one seed, equal shards would get equal delta_0), and each generator is
+            // part of the checkpoint.
+            const auto r = static_cast<uint64_t>(freelb_replicas_.size());
+            auto attack = std::make_unique<tricks::FreeLB>(
                 *dynamic_cast<TextClassifier&>(m).embedding,
                 tricks::FreeLBOptions{.steps = static_cast<int>(config_.freelb_steps),
                                       .adv_lr = config_.freelb_lr,
                                       .init_mag = config_.freelb_init,
                                       .max_norm = config_.freelb_max_norm,
-                                      .seed = config_.seed});
+                                      .seed = config_.seed + r});
+            freelb_replicas_.push_back(attack.get());
+            return attack;
         });
     if (config_.awp)
         awp_ = make_attack<tricks::AWP>(dp_.get(), *model_, [&](Module& m) {
@@ -460,6 +466,16 @@ void put_generator(StateDict& sd, const std::string& key, const minidl::Generato
     sd.metadata[key + ".offset"] = std::to_string(s.offset);
 }
 
+// rng.freelb (replica 0's, the only one without --replicas), rng.freelb.1 ... (the others').
+std::string freelb_generator_key(size_t replica) {
+    std::string key = "rng.freelb";
+    if (replica > 0) {
+        key += '.';
+        key += std::to_string(replica);
+    }
+    return key;
+}
+
 minidl::Generator::State get_generator(const StateDict& sd, const std::string& key) {
     return {std::stoull(sd.meta(key + ".seed")), std::stoull(sd.meta(key + ".offset"))};
 }
@@ -480,7 +496,8 @@ StateDict Trainer::state_dict() const {
     put_generator(sd, "rng.default", minidl::default_generator().state());
     put_generator(sd, "rng.data", data_gen_.state());
     put_generator(sd, "rng.epoch", epoch_gen_state_);
-    if (freelb_) put_generator(sd, "rng.freelb", freelb_->generator().state());
+    for (size_t r = 0; r < freelb_replicas_.size(); ++r)
+        put_generator(sd, freelb_generator_key(r), freelb_replicas_[r]->generator().state());
     auto& m = sd.metadata;
     m["position.epoch"] = std::to_string(epoch_);
     m["position.batch"] = std::to_string(batch_);
@@ -526,7 +543,8 @@ void Trainer::load_state_dict(const StateDict& sd) {
     minidl::default_generator().set_state(get_generator(sd, "rng.default"));
     data_gen_.set_state(get_generator(sd, "rng.data"));
     epoch_gen_state_ = get_generator(sd, "rng.epoch");
-    if (freelb_) freelb_->generator().set_state(get_generator(sd, "rng.freelb"));
+    for (size_t r = 0; r < freelb_replicas_.size(); ++r)
+        freelb_replicas_[r]->generator().set_state(get_generator(sd, freelb_generator_key(r)));
     auto i64 = [&](const char* key) { return std::stoll(sd.meta(key, "checkpoint")); };
     auto f64 = [&](const char* key) { return parse_double(sd.meta(key, "checkpoint"), key); };
     epoch_ = i64("position.epoch");

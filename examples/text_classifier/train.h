@@ -178,6 +178,7 @@ class Trainer {
     std::shared_ptr<minidl::tricks::PGD> pgd_;
     std::shared_ptr<minidl::tricks::FreeLB> freelb_;
     std::shared_ptr<minidl::tricks::AWP> awp_;
+    std::vector<minidl::tricks::FreeLB*> freelb_replicas_;  // [0] is freelb_; one per replica
     std::unique_ptr<minidl::tricks::EMA> ema_;
     std::unique_ptr<minidl::tricks::AveragedModel> swa_;
     std::unique_ptr<minidl::optim::LRScheduler> swa_lr_;

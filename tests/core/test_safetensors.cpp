@@ -489,6 +489,26 @@ TEST_CASE("core/safetensors: a failed save throws and leaves the existing file u
         CHECK_THROWS_WITH_AS(save_safetensors(path, not_utf8), doctest::Contains("UTF-8"),
                              ValueError);
     }
+    SUBCASE("stopped at each stage of the write (the crash-test hook throws there)") {
+        // A lambda without captures, as the hook is a plain function pointer: statics instead.
+        static std::vector<std::pair<std::string, SaveStage>> seen;
+        static SaveStage stop_at = SaveStage::HeaderWritten;
+        struct Unset {
+            ~Unset() { set_save_fault_hook(nullptr); }
+        } unset;
+        set_save_fault_hook([](const std::string& p, SaveStage s) {
+            seen.emplace_back(p, s);
+            if (s == stop_at) throw Error("stopped here");
+        });
+        for (SaveStage stage : {SaveStage::HeaderWritten, SaveStage::Flushed}) {
+            stop_at = stage;
+            seen.clear();
+            CHECK_THROWS_WITH_AS(save_safetensors(path, other), "stopped here", Error);
+            REQUIRE(!seen.empty());
+            CHECK(seen.back() == std::make_pair(path, stage));
+            CHECK(seen.front().second == SaveStage::HeaderWritten);
+        }
+    }
     CHECK(read_bytes(path) == before);
     for (const std::string& name : files()) {
         CAPTURE(name);

@@ -138,6 +138,12 @@ TEST_CASE("examples/text_classifier: an interrupted run resumes bitwise") {
              c.awp = true;
              c.amp = "bf16";
          }},
+        // Every replica's FreeLB draws from its own generator: each one is in the checkpoint.
+        {"freelb on 2 replicas",
+         [](TrainConfig& c) {
+             c.freelb = true;
+             c.replicas = 2;
+         }},
     };
     // 192 training documents in batches of 32: 6 steps per epoch, 18 in 3 epochs. Stopping
     // after 8 steps is mid-epoch; after 12, at an epoch boundary.
