@@ -72,6 +72,13 @@ void write_file_atomic(const std::string& path, std::string_view contents) {
         }
         done += static_cast<size_t>(put);
     }
+    // fsync first: after a crash the file under its final name is the whole new file, never an
+    // empty one whose data had not reached the disk yet.
+    if (::fsync(f.fd) != 0) {
+        int err = errno;
+        ::unlink(tmp.c_str());
+        MDL_CHECK(false, Error, "write_file: cannot flush '", tmp, "': ", std::strerror(err));
+    }
     int fd = f.fd;
     f.fd = -1;
     if (::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
