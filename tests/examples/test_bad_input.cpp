@@ -184,7 +184,8 @@ TEST_CASE("examples/bad input: a label outside the training classes names file a
                          minidl::FormatError);
     // Labels become JSON strings (run.json, the checkpoint): invalid UTF-8 is refused at its line.
     const std::string bad_label = write(dir, "bad_label.tsv", user_rows(3) + "p\xC3\x28s\tx\n");
-    CHECK_THROWS_WITH_AS(run_training(user_run(bad_label, test, out)),
+    const std::string good_test = write(dir, "good_test.tsv", user_rows(4));
+    CHECK_THROWS_WITH_AS(run_training(user_run(bad_label, good_test, out)),
                          doctest::Contains("bad_label.tsv:4: the label is not valid UTF-8"),
                          minidl::FormatError);
     CHECK_FALSE(fs::exists(out));
