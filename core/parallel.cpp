@@ -12,6 +12,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,6 +24,17 @@ namespace minidl {
 namespace {
 
 thread_local bool tls_in_pool_job = false;
+
+// detail::refuse_thread_starts_after: worker starts left before one is refused (negative: none).
+std::atomic<int> g_starts_before_refusal{-1};
+
+bool thread_start_refused() {
+    int left = g_starts_before_refusal.load();
+    while (left >= 0 &&
+           !g_starts_before_refusal.compare_exchange_weak(left, left > 0 ? left - 1 : -1)) {
+    }
+    return left == 0;
+}
 
 int default_threads() {
     if (const char* env = std::getenv("MINIDL_NUM_THREADS")) {
@@ -40,10 +53,23 @@ class ThreadPool {
 
     int threads() const { return threads_; }
 
+    // On failure (the system refuses a thread: RLIMIT_NPROC, cgroup pids.max, memory for the
+    // stacks), the pool goes back to its previous size and a ValueError names the count asked for.
     void resize(int threads) {
         std::lock_guard<std::mutex> call(call_mutex_);
+        const int previous = threads_;
         stop();
-        start(threads);
+        std::string why;
+        const int started = try_start(threads, why);
+        if (started == threads) return;
+        stop();
+        // The previous size worked before; should even that fail now, one thread needs no worker.
+        std::string ignored;
+        if (try_start(previous, ignored) != previous) try_start(1, ignored);
+        throw ValueError(detail::concat("set_num_threads: cannot start ", threads,
+                                        " threads: the system refused thread ", started + 1, " (",
+                                        why, "); the pool keeps ", threads_, " thread",
+                                        threads_ == 1 ? "" : "s"));
     }
 
     void run(int64_t n, int64_t grain, detail::RangeFn fn) {
@@ -76,10 +102,33 @@ class ThreadPool {
 
   private:
     void start(int threads) {
-        threads_ = threads;
+        std::string why;
+        const int started = try_start(threads, why);
+        if (started != threads) {
+            stop();
+            try_start(1, why);
+        }
+    }
+
+    // Starts threads - 1 workers (the caller is the first thread). Returns how many threads run
+    // (threads_), with the system's reason in `why` when it refused one before all had started.
+    int try_start(int threads, std::string& why) {
         shutting_down_ = false;
-        for (int i = 1; i < threads; ++i)
-            workers_.emplace_back([this] { worker_loop(); });
+        threads_ = 1;
+        for (int i = 1; i < threads; ++i) {
+            try {
+                if (thread_start_refused())
+                    throw std::system_error(
+                        std::make_error_code(std::errc::resource_unavailable_try_again));
+                // A new worker must wait for the next job, not take the last one for new.
+                workers_.emplace_back([this, seen = generation_] { worker_loop(seen); });
+            } catch (const std::system_error& e) {
+                why = e.what();
+                return threads_;
+            }
+            threads_ = i + 1;
+        }
+        return threads_;
     }
 
     void stop() {
@@ -111,8 +160,7 @@ class ThreadPool {
         tls_in_pool_job = false;
     }
 
-    void worker_loop() {
-        uint64_t seen = 0;
+    void worker_loop(uint64_t seen) {
         for (;;) {
             {
                 std::unique_lock<std::mutex> lock(mutex_);
@@ -158,6 +206,10 @@ int get_num_threads() {
 }
 
 namespace detail {
+void refuse_thread_starts_after(int n) {
+    g_starts_before_refusal.store(n < 0 ? -1 : n);
+}
+
 void parallel_for_impl(int64_t n, int64_t grain, RangeFn fn) {
     pool().run(n, grain, fn);
 }

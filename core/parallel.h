@@ -19,6 +19,9 @@
 
 namespace minidl {
 
+// Throws ValueError for n < 1, and when the system refuses to start that many threads (a process
+// or user thread limit, memory for the stacks): the message names n and the system's reason, and
+// the pool keeps its previous size.
 void set_num_threads(int n);
 int get_num_threads();
 
@@ -29,6 +32,9 @@ struct RangeFn {
     const void* ctx;
 };
 void parallel_for_impl(int64_t n, int64_t grain, RangeFn fn);
+// For tests: after `n` more worker threads have started, the next start fails once, as the
+// system's do at a thread limit (EAGAIN). n < 0 cancels.
+void refuse_thread_starts_after(int n);
 }  // namespace detail
 
 template <typename F>

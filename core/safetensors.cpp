@@ -17,6 +17,7 @@
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -25,6 +26,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/crc32.h"
 
 namespace minidl {
 
@@ -179,18 +181,50 @@ SafetensorsEntry parse_entry(const Where& w, const std::string& name, const nloh
     return e;
 }
 
-// The header's "__metadata__": an object whose values are all strings.
-std::map<std::string, std::string> parse_metadata(const Where& w, const nlohmann::json& j) {
+// kChecksumKey's value: exactly 8 lowercase hex digits.
+uint32_t parse_checksum(const Where& w, const std::string& text) {
+    uint32_t v = 0;
+    bool ok = text.size() == 8;
+    for (char c : text) {
+        const bool digit = c >= '0' && c <= '9', lower = c >= 'a' && c <= 'f';
+        ok = ok && (digit || lower);
+        v = v * 16 + static_cast<uint32_t>(digit ? c - '0' : c - 'a' + 10);
+    }
+    if (!ok)
+        fail(w, "__metadata__ ", kSafetensorsChecksumKey, " is '", text,
+             "', expected 8 lowercase hex digits");
+    return v;
+}
+
+std::string checksum_str(uint32_t crc) {
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", crc);
+    return buf;
+}
+
+// The header's "__metadata__": an object whose values are all strings. The checksum entry goes
+// to h.data_crc32, the others to h.metadata.
+void parse_metadata(const Where& w, const nlohmann::json& j, SafetensorsHeader& h) {
     if (!j.is_object())
         fail(w, "__metadata__ is a JSON ", j.type_name(), ", expected an object of strings");
-    std::map<std::string, std::string> out;
     for (const auto& [key, value] : j.items()) {
         if (!value.is_string())
             fail(w, "__metadata__ value of '", key, "' is a JSON ", value.type_name(),
                  ", expected a string");
-        out.emplace(key, value.get<std::string>());
+        if (key == kSafetensorsChecksumKey)
+            h.data_crc32 = parse_checksum(w, value.get<std::string>());
+        else
+            h.metadata.emplace(key, value.get<std::string>());
     }
-    return out;
+}
+
+// Compares the CRC-32 computed over the data buffer with the header's, when it has one.
+void verify_checksum(const Where& w, const SafetensorsHeader& h, uint32_t computed) {
+    if (h.data_crc32 && *h.data_crc32 != computed)
+        fail(w, "the data fails its checksum: CRC-32 ", checksum_str(computed),
+             ", the header's __metadata__ ", kSafetensorsChecksumKey, " says ",
+             checksum_str(*h.data_crc32),
+             " (the file is corrupted: changed bytes, or a bad copy); not loaded");
 }
 
 // Parses the JSON text, rejecting duplicate keys in any object (nlohmann::json would silently
@@ -235,7 +269,7 @@ SafetensorsHeader parse_header(const Where& w, const uint8_t* text, uint64_t n,
 
     for (const auto& [key, value] : j.items()) {
         if (key == "__metadata__")
-            h.metadata = parse_metadata(w, value);
+            parse_metadata(w, value, h);
         else
             h.entries.push_back(parse_entry(w, key, value, h.data_bytes));
     }
@@ -403,9 +437,10 @@ StateDict parse_safetensors(const void* bytes, size_t size, const std::string& w
     check_header_length(w, n, size);
     const SafetensorsHeader h = parse_header(w, p + 8, n, size);
 
+    const uint8_t* data = p + 8 + n;
+    verify_checksum(w, h, crc32(0, data, h.data_bytes));
     StateDict out;
     out.metadata = h.metadata;
-    const uint8_t* data = p + 8 + n;
     for (const SafetensorsEntry& e : h.entries) {
         Tensor t = Tensor::empty(e.shape, e.dtype);
         if (e.end > e.begin) std::memcpy(t.data_ptr(), data + e.begin, e.end - e.begin);
@@ -427,15 +462,30 @@ StateDict load_safetensors(const std::string& path, Device device) {
     open_input(w, path, f);
     const SafetensorsHeader h = read_header(w, f);
 
+    // In buffer order, so that the checksum runs over the data buffer as it lies in the file.
+    std::vector<const SafetensorsEntry*> in_file_order;
+    for (const SafetensorsEntry& e : h.entries)
+        in_file_order.push_back(&e);
+    std::sort(in_file_order.begin(), in_file_order.end(),
+              [](const auto* a, const auto* b) { return a->begin < b->begin; });
+    const uint64_t data_start = 8 + h.header_bytes;
+    uint32_t crc = 0;
+    std::map<std::string, Tensor> host;
+    for (const SafetensorsEntry* e : in_file_order) {
+        // Read straight into the tensor's storage: no second copy of the file in memory.
+        Tensor t = Tensor::empty(e->shape, e->dtype);
+        if (e->end > e->begin) {
+            read_exact(w, f, t.data_ptr(), e->end - e->begin, data_start + e->begin);
+            crc = crc32(crc, t.data_ptr(), e->end - e->begin);
+        }
+        host.emplace(e->name, std::move(t));
+    }
+    verify_checksum(w, h, crc);  // before anything is handed out or copied to a device
+
     StateDict out;
     out.metadata = h.metadata;
-    const uint64_t data_start = 8 + h.header_bytes;
-    for (const SafetensorsEntry& e : h.entries) {
-        // Read straight into the tensor's storage: no second copy of the file in memory.
-        Tensor t = Tensor::empty(e.shape, e.dtype);
-        if (e.end > e.begin) read_exact(w, f, t.data_ptr(), e.end - e.begin, data_start + e.begin);
-        out.tensors.emplace(e.name, device == Device::cpu() ? std::move(t) : t.to(device));
-    }
+    for (auto& [name, t] : host)
+        out.tensors.emplace(name, device == Device::cpu() ? std::move(t) : t.to(device));
     return out;
 }
 
@@ -451,6 +501,9 @@ void save_safetensors(const std::string& path, const StateDict& state) {
         MDL_CHECK(t.defined(), ValueError, w.op, ": ", path, ": tensor '", name, "' is undefined");
         MDL_CHECK(name != "__metadata__", ValueError, w.op, ": ", path,
                   ": a tensor may not be called \"__metadata__\" (the header's metadata key)");
+        MDL_CHECK(!state.metadata.count(kSafetensorsChecksumKey), ValueError, w.op, ": ", path,
+                  ": the metadata key \"", kSafetensorsChecksumKey,
+                  "\" is the file's own checksum");
         // detach(): the copy to the host is for writing, not part of any graph.
         items.push_back({&name, t.detach().to(Device::cpu())});
     }
@@ -461,13 +514,15 @@ void save_safetensors(const std::string& path, const StateDict& state) {
 
     // ordered_json keeps insertion order: "__metadata__" first, then the tensors in buffer
     // order, each as dtype, shape, data_offsets — the layout the reference writer produces.
+    uint32_t crc = 0;
+    for (const Item& it : items)
+        if (it.host.nbytes() > 0) crc = crc32(crc, it.host.data_ptr(), it.host.nbytes());
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!state.metadata.empty()) {
-        nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-        for (const auto& [k, v] : state.metadata)
-            meta[k] = v;
-        header["__metadata__"] = std::move(meta);
-    }
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : state.metadata)
+        meta[k] = v;
+    meta[kSafetensorsChecksumKey] = checksum_str(crc);
+    header["__metadata__"] = std::move(meta);
     uint64_t offset = 0;
     for (const Item& it : items) {
         const uint64_t nbytes = it.host.nbytes();

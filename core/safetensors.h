@@ -18,6 +18,17 @@
 // save_safetensors orders tensors by decreasing element size, then by name, so every tensor starts
 // at a multiple of its element size, and pads the header with spaces to a multiple of 8 bytes.
 //
+// Integrity: every file save_safetensors writes carries the CRC-32 (core/crc32.h, zlib's) of its
+// data buffer in __metadata__ under kSafetensorsChecksumKey, as 8 lowercase hex digits (a string,
+// as the format requires of metadata values: PyTorch's and Hugging Face's readers load the file
+// as usual and pass the key through). load_safetensors and parse_safetensors verify it before
+// returning anything and throw FormatError on a mismatch, so a flipped bit in the tensor data is
+// caught; the size checks above catch a truncated file. Files without the key (written by other
+// programs) load unverified. The key is the file's own: it is not in the returned metadata, and
+// save_safetensors refuses it in the caller's. A change to the header itself (names, shapes,
+// other metadata) is not covered by the checksum; most such changes break the header's
+// validation instead.
+//
 // Errors: malformed files throw FormatError naming the file and the problem; I/O failures
 // (missing file, unwritable directory) throw Error naming the path; invalid arguments to
 // save_safetensors (an undefined tensor, a tensor called "__metadata__") throw ValueError.
@@ -26,6 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +48,9 @@
 #include "core/state_dict.h"
 
 namespace minidl {
+
+// The __metadata__ key of the data buffer's CRC-32.
+inline constexpr const char* kSafetensorsChecksumKey = "minidl.data_crc32";
 
 // Writes `state` to `path` atomically: the file is written to `path + ".tmp.<pid>.<n>"` in the
 // same directory, flushed to disk, then renamed over `path`, so a crash or an error never leaves
@@ -53,7 +68,8 @@ using SaveFaultHook = void (*)(const std::string& path, SaveStage stage);
 void set_save_fault_hook(SaveFaultHook hook);
 
 // Reads the checkpoint at `path` into fresh tensors on `device` (never views of the file),
-// validating the whole header against the file size before reading any data.
+// validating the whole header against the file size before reading any data, and the data
+// against the header's checksum (when it has one) before returning.
 StateDict load_safetensors(const std::string& path, Device device = Device::cpu());
 
 // Parses a safetensors file held in memory (`size` bytes at `bytes`) into fresh CPU tensors.
@@ -71,13 +87,15 @@ struct SafetensorsEntry {
 // A validated header: entries sorted by name, the metadata, and the layout sizes.
 struct SafetensorsHeader {
     std::vector<SafetensorsEntry> entries;
-    std::map<std::string, std::string> metadata;
-    uint64_t header_bytes = 0;  // N, the JSON header's length
-    uint64_t data_bytes = 0;    // the data buffer's length
+    std::map<std::string, std::string> metadata;  // without the checksum entry
+    std::optional<uint32_t> data_crc32;           // the checksum entry, when there is one
+    uint64_t header_bytes = 0;                    // N, the JSON header's length
+    uint64_t data_bytes = 0;                      // the data buffer's length
 };
 
-// Reads and validates only the header of the file at `path` (the data is not read): every check
-// that load_safetensors makes, for tools that list a checkpoint's contents.
+// Reads and validates only the header of the file at `path` (the data is not read, so neither is
+// the checksum verified): every other check that load_safetensors makes, for tools that list a
+// checkpoint's contents.
 SafetensorsHeader read_safetensors_header(const std::string& path);
 
 // The dtype's name in safetensors headers: "F32", "F64", "F16", "BF16", "I64".

@@ -12,6 +12,21 @@ int64_t numel(const Shape& s) {
     return n;
 }
 
+int64_t checked_numel(const Shape& s, const char* op) {
+    int64_t nonzero_product = 1;
+    bool empty = false;
+    for (int64_t d : s) {
+        MDL_CHECK(d >= 0, ShapeError, op, ": negative dimension in shape ", shape_str(s));
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
+        MDL_CHECK(!__builtin_mul_overflow(nonzero_product, d, &nonzero_product), ShapeError, op,
+                  ": shape ", shape_str(s), " has more than 2^63 - 1 elements");
+    }
+    return empty ? 0 : nonzero_product;
+}
+
 std::string shape_str(const Shape& s) {
     std::string out = "[";
     for (size_t i = 0; i < s.size(); ++i) {

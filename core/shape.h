@@ -14,8 +14,14 @@ namespace minidl {
 
 using Shape = std::vector<int64_t>;
 
-// Product of the sizes (1 for the empty shape).
+// Product of the sizes (1 for the empty shape). Assumes a valid shape (see checked_numel).
 int64_t numel(const Shape& s);
+
+// Validates a shape given by a caller and returns its element count: every size must be >= 0,
+// and the product of the sizes must fit in int64 — with zeros counted as 1, so that the strides
+// of an empty tensor such as [0, 2^62, 4] cannot overflow either. Throws ShapeError naming `op`
+// and the shape otherwise, before anything is allocated.
+int64_t checked_numel(const Shape& s, const char* op);
 
 // "[2, 3]" — the form every error message uses.
 std::string shape_str(const Shape& s);

@@ -35,9 +35,15 @@ Kernels& transfer_kernels(Device a, Device b) {
     return kernels_for(a.is_cuda() ? a : b);
 }
 
-void check_shape(const Shape& shape, const char* op) {
-    for (int64_t d : shape)
-        MDL_CHECK(d >= 0, ShapeError, op, ": negative dimension in shape ", shape_str(shape));
+// Validates a caller's shape (checked_numel) and returns the bytes it takes in `dtype`, which
+// must fit in int64 as well: [2^62] elements of F32 would otherwise wrap around to a tiny buffer.
+int64_t checked_nbytes(const Shape& shape, DType dtype, const char* op) {
+    const int64_t n = checked_numel(shape, op);
+    int64_t bytes = 0;
+    MDL_CHECK(!__builtin_mul_overflow(n, static_cast<int64_t>(dtype_size(dtype)), &bytes),
+              ShapeError, op, ": shape ", shape_str(shape), " of ", dtype,
+              " takes more than 2^63 - 1 bytes");
+    return bytes;
 }
 
 template <typename T>
@@ -57,7 +63,7 @@ constexpr DType dtype_of<int64_t>() {
 
 template <typename T>
 Tensor from_host(const std::vector<T>& values, const Shape& shape, DType dtype, Device device) {
-    check_shape(shape, "Tensor::from_vector");
+    checked_nbytes(shape, dtype, "Tensor::from_vector");
     MDL_CHECK(static_cast<int64_t>(values.size()) == numel(shape), ShapeError,
               "Tensor::from_vector: ", values.size(), " values for shape ", shape_str(shape), " (",
               numel(shape), " elements)");
@@ -72,10 +78,9 @@ Tensor from_host(const std::vector<T>& values, const Shape& shape, DType dtype, 
 // ---- factories ------------------------------------------------------------------------------
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-    check_shape(shape, "Tensor::empty");
+    const int64_t nbytes = checked_nbytes(shape, dtype, "Tensor::empty");
     auto impl = std::make_shared<TensorImpl>();
-    impl->storage = std::make_shared<Storage>(
-        static_cast<size_t>(minidl::numel(shape)) * dtype_size(dtype), device);
+    impl->storage = std::make_shared<Storage>(static_cast<size_t>(nbytes), device);
     impl->shape = shape;
     impl->dtype = dtype;
     return Tensor(std::move(impl));
@@ -102,6 +107,10 @@ Tensor Tensor::scalar(double value, DType dtype, Device device) {
 Tensor Tensor::arange(double start, double end, double step, DType dtype, Device device) {
     MDL_CHECK(step != 0.0, ValueError, "Tensor::arange: step must be non-zero");
     const double count = std::ceil((end - start) / step);
+    // 2^63 as a double: a count at or above it (or NaN) has no int64 value to convert to.
+    MDL_CHECK(!(count >= 9223372036854775808.0) && !std::isnan(count), ShapeError,
+              "Tensor::arange: [", start, ", ", end, ") in steps of ", step, " has ", count,
+              " elements, more than 2^63 - 1");
     const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
     Tensor t = empty({n}, dtype, device);
     if (n > 0) kernels_for(device).arange(t, start, step);
@@ -290,7 +299,10 @@ Tensor Tensor::view(const Shape& new_shape) const {
             infer = static_cast<int64_t>(i);
         } else {
             MDL_CHECK(target[i] >= 0, ShapeError, "view: invalid shape ", shape_str(new_shape));
-            known *= target[i];
+            // A product that overflows cannot equal numel(): refuse it before it wraps around.
+            MDL_CHECK(!__builtin_mul_overflow(known, target[i], &known), ShapeError, "view: shape ",
+                      shape_str(new_shape), " has more than 2^63 - 1 elements (the tensor has ",
+                      numel(), ")");
         }
     }
     if (infer >= 0) {
@@ -298,6 +310,7 @@ Tensor Tensor::view(const Shape& new_shape) const {
                   shape_str(new_shape), " is invalid for a tensor of shape ", shape_str(shape()));
         target[infer] = numel() / known;
     }
+    checked_numel(target, "view");  // also an empty [0, 2^62, 4], whose strides would overflow
     MDL_CHECK(minidl::numel(target) == numel(), ShapeError, "view: shape ", shape_str(new_shape),
               " is invalid for a tensor of shape ", shape_str(shape()), " (", numel(),
               " elements)");

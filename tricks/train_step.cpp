@@ -31,6 +31,8 @@ void check_config(const TrainStepConfig& c) {
 StepResult train_step(TrainStepConfig& c, int64_t batch_size, const LossFn& loss_fn) {
     MDL_CHECK(c.optimizer != nullptr, StateError, "train_step: no optimizer");
     check_config(c);  // before zero_grad: a bad configuration changes nothing
+    MDL_CHECK(batch_size >= 1, ValueError, "train_step: empty batch (", batch_size,
+              " samples); nothing was changed");
     c.optimizer->zero_grad();
     return apply_gradients(c, accumulate_gradients(c, batch_size, loss_fn));
 }

@@ -1,7 +1,8 @@
 // examples/minidl_inspect/main.cpp — minidl-inspect: lists the tensors of a safetensors file.
 //
 //   minidl-inspect FILE          one line per tensor, sorted by name: name, dtype, shape and byte
-//                                size; then a total line and the header's metadata
+//                                size; then a total line, the data's checksum (minidl's
+//                                files carry one, core/safetensors.h) and the header's metadata
 //   minidl-inspect --json FILE   the same as one JSON object, for scripts
 //
 // The whole header is validated (read_safetensors_header makes every check that load_safetensors
@@ -11,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <iomanip>
 #include <iostream>
@@ -24,6 +26,12 @@ namespace {
 
 using minidl::SafetensorsEntry;
 using minidl::SafetensorsHeader;
+
+std::string crc_hex(uint32_t crc) {
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", crc);
+    return buf;
+}
 
 void print_text(const SafetensorsHeader& h) {
     // Column widths from the longest name, dtype and shape, so the columns line up.
@@ -42,6 +50,11 @@ void print_text(const SafetensorsHeader& h) {
     std::cout << "total: " << h.entries.size()
               << (h.entries.size() == 1 ? " tensor, " : " tensors, ") << h.data_bytes
               << " bytes of data (header " << h.header_bytes << " bytes)\n";
+    std::cout << "checksum: ";
+    if (h.data_crc32)
+        std::cout << "CRC-32 " << crc_hex(*h.data_crc32) << " (verified when the file is loaded)\n";
+    else
+        std::cout << "none (not written by minidl)\n";
     if (h.metadata.empty()) {
         std::cout << "metadata: none\n";
         return;
@@ -67,6 +80,7 @@ void print_json(const std::string& path, const SafetensorsHeader& h) {
         tensors.push_back(std::move(t));
     }
     out["tensors"] = std::move(tensors);
+    out["data_crc32"] = h.data_crc32 ? nlohmann::ordered_json(crc_hex(*h.data_crc32)) : nullptr;
     out["metadata"] = nlohmann::ordered_json::object();
     for (const auto& [key, value] : h.metadata)
         out["metadata"][key] = value;

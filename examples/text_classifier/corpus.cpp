@@ -351,11 +351,31 @@ std::vector<LabeledRow> read_labeled_file(const std::string& path) {
     return parse_tsv(contents, path);
 }
 
+namespace {
+
+// Labels become class names in run.json and the checkpoint (JSON, which is UTF-8): a label that
+// is not valid UTF-8 is refused here, at its line, rather than when the first checkpoint is
+// written. Texts may hold any bytes (the tokenizer treats non-ASCII bytes as separators).
+void check_label_utf8(const LabeledRow& row, const std::string& name) {
+    try {
+        (void)json(row.label).dump();
+    } catch (const json::type_error&) {
+        throw FormatError(
+            concat("labelled data: ", name, ":", row.line, ": the label is not valid UTF-8"));
+    }
+}
+
+}  // namespace
+
 LabeledData make_labeled_data(const std::vector<LabeledRow>& train, const std::string& train_name,
                               const std::vector<LabeledRow>& test, const std::string& test_name,
                               bool val) {
     MDL_CHECK(!train.empty(), FormatError, "labelled data: ", train_name, ": no rows");
     MDL_CHECK(!test.empty(), FormatError, "labelled data: ", test_name, ": no rows");
+    for (const auto& r : train)
+        check_label_utf8(r, train_name);
+    for (const auto& r : test)
+        check_label_utf8(r, test_name);
     std::set<std::string> names;
     for (const auto& r : train)
         names.insert(r.label);

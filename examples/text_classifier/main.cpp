@@ -67,7 +67,9 @@ void add_common(CLI::App& app, TrainConfig& t, DataConfig& d, std::string& data_
     app.add_option("--lr", t.lr, "Adam learning rate")->capture_default_str();
     app.add_option("--seed", t.seed, "seed of the initialisation and the data order")
         ->capture_default_str();
-    app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
+    app.add_option("--threads", threads, "CPU threads (0: all cores)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
     app.add_option("--device", t.device, "cpu, cuda or cuda:N")->capture_default_str();
     app.add_option("--data", data_dir,
                    "corpus folder (SpamAssassin: holding easy-ham-1 ... spam-2; WordNet: "

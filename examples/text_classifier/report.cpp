@@ -63,7 +63,7 @@ CompareResult run_compare(const CompareOptions& o, std::ostream& log) {
     const auto t0 = std::chrono::steady_clock::now();
     MDL_CHECK(o.seeds >= 1, minidl::ValueError, "--seeds must be at least 1, got ", o.seeds);
     validate(o.base);
-    if (o.threads > 0) minidl::set_num_threads(o.threads);
+    apply_threads_flag(o.threads);
     CompareResult res;
     res.tricks = o.tricks.empty() ? parse_trick_list("all") : o.tricks;
     res.seeds = o.seeds;

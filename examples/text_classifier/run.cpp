@@ -75,6 +75,17 @@ json data_info(const DataConfig& config, const PreparedData& data) {
     return j;
 }
 
+void apply_threads_flag(int threads) {
+    MDL_CHECK(threads >= 0, minidl::ValueError, "--threads ", threads,
+              ": must be at least 0 (0: all cores)");
+    if (threads == 0) return;
+    try {
+        minidl::set_num_threads(threads);
+    } catch (const minidl::ValueError& e) {
+        throw minidl::ValueError(minidl::detail::concat("--threads ", threads, ": ", e.what()));
+    }
+}
+
 RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
     RunOptions o = opt;
     std::optional<Checkpoint> resume;
@@ -86,7 +97,7 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
         o.data = data_config_from_info(resume->run_info);
         if (o.out_dir.empty()) o.out_dir = *o.resume_dir;
     }
-    if (o.threads > 0) minidl::set_num_threads(o.threads);
+    apply_threads_flag(o.threads);
     validate(o.train);
 
     // ---- data --------------------------------------------------------------------------------
@@ -115,7 +126,6 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
     if (writes) {
         fs::create_directories(o.out_dir);
         remove_abandoned_temp_files(o.out_dir);
-        data.vocab.save((fs::path(o.out_dir) / "vocab.txt").string());
     }
     Trainer trainer(o.train, data, resume ? std::string() : o.init_from);
     if (resume) trainer.load_state_dict(resume->state);
@@ -220,9 +230,13 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
     result.record = record;
 
     if (writes) {
-        // Weights only when the run is complete: a stopped run leaves its checkpoint instead.
-        if (finished)
+        // Weights and vocabulary only when the run is complete (a stopped run leaves its
+        // checkpoint instead), and together, so that a failed or stopped run leaves no vocab.txt
+        // that disagrees with an older model.safetensors in the same folder.
+        if (finished) {
+            data.vocab.save((fs::path(o.out_dir) / "vocab.txt").string());
             save_weights(*final_model, (fs::path(o.out_dir) / "model.safetensors").string());
+        }
         write_file_atomic((fs::path(o.out_dir) / "run.json").string(), record.dump(2) + "\n");
     }
     return result;

@@ -60,6 +60,10 @@ struct RunResult {
 // call. Throws minidl::Error subclasses for bad flags, data or checkpoints.
 RunResult run_training(const RunOptions& options, const PreparedData* prepared = nullptr);
 
+// Sizes the thread pool for --threads N (0: leave it as it is). Throws ValueError naming
+// "--threads N" when N is negative or the system cannot start N threads.
+void apply_threads_flag(int threads);
+
 // What run.json says about the data, also stored in checkpoints.
 nlohmann::json data_info(const DataConfig& config, const PreparedData& data);
 

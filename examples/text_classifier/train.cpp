@@ -529,9 +529,18 @@ void Trainer::load_state_dict(const StateDict& sd) {
     // resumes on a CPU); everything else must match.
     saved.device = config_.device;
     saved.eval_batch = config_.eval_batch;
-    MDL_CHECK(to_json(saved) == to_json(config_), minidl::StateError,
-              "Trainer::load_state_dict: the checkpoint was written with another configuration: ",
-              to_json(saved).dump(), " (this run: ", to_json(config_).dump(), ")");
+    const json saved_json = to_json(saved), ours = to_json(config_);
+    if (saved_json != ours) {
+        std::string key;  // the first setting that differs, by name
+        for (const auto& [k, v] : saved_json.items())
+            if (key.empty() && (!ours.contains(k) || ours[k] != v)) key = k;
+        for (const auto& [k, v] : ours.items())
+            if (key.empty() && !saved_json.contains(k)) key = k;
+        throw minidl::StateError(minidl::detail::concat(
+            "Trainer::load_state_dict: the checkpoint was written with another configuration: ",
+            key, " is ", saved_json.value(key, json()).dump(), " in the checkpoint and ",
+            ours.value(key, json()).dump(), " in this run (checkpoint: ", saved_json.dump(), ")"));
+    }
     model_->load_state_dict(sd.sub("model."));
     optimizer_->load_state_dict(sd.sub("optimizer."));
     if (ema_) ema_->load_state_dict(sd.sub("ema."));

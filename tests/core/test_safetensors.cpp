@@ -185,9 +185,12 @@ TEST_CASE("core/safetensors: the bytes written are those of the reference writer
         s.tensors["attn.0"] =
             Tensor::from_vector(std::vector<float>{0, 1, 2, 3, 4, 5}, {1, 2, 3}, DType::F32);
         save_safetensors(path, s);
+        // The reference writer's bytes given the metadata minidl adds: the data's CRC-32
+        // (Python: '%08x' % zlib.crc32(data)).
         const std::string header =
-            R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})";
-        REQUIRE(header.size() == 64);  // already a multiple of 8: no padding
+            R"({"__metadata__":{"minidl.data_crc32":"91e79017"},)"
+            R"("attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})";
+        REQUIRE(header.size() == 112);  // already a multiple of 8: no padding
         std::vector<uint8_t> want = make_file(header);
         const uint8_t data[] = {0, 0, 0,  0,  0, 0, 128, 63, 0, 0, 0,   64,
                                 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64};
@@ -196,11 +199,14 @@ TEST_CASE("core/safetensors: the bytes written are those of the reference writer
     }
     SUBCASE("no tensors (reference test_empty)") {
         save_safetensors(path, StateDict{});
-        CHECK(read_bytes(path) == make_file("{}      "));
+        CHECK(read_bytes(path) ==
+              make_file(R"({"__metadata__":{"minidl.data_crc32":"00000000"}}       )"));
         StateDict s;
         s.metadata["framework"] = "pt";
         save_safetensors(path, s);
-        CHECK(read_bytes(path) == make_file(R"({"__metadata__":{"framework":"pt"}}     )"));
+        CHECK(read_bytes(path) ==
+              make_file(
+                  R"({"__metadata__":{"framework":"pt","minidl.data_crc32":"00000000"}}      )"));
     }
     SUBCASE("tensors are ordered by element size, then name, and aligned") {
         StateDict s;

@@ -23,6 +23,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -36,6 +37,8 @@ def read_safetensors(path):
     header = json.loads(blob[8:8 + n].decode("utf-8"))
     meta = header.pop("__metadata__", {})
     data = blob[8 + n:]
+    if "minidl.data_crc32" in meta:  # minidl's checksum of the data buffer: zlib's CRC-32
+        assert meta["minidl.data_crc32"] == "%08x" % zlib.crc32(data), meta
     out = {}
     for name, e in header.items():
         begin, end = e["data_offsets"]
@@ -69,6 +72,7 @@ def main():
 
     tensors, meta = read_safetensors(os.path.join(model_dir, "model.safetensors"))
     assert meta.get("format") == "pt", meta
+    assert "minidl.data_crc32" in meta, meta
     state = {}
     for name, (dtype, shape, raw) in tensors.items():
         assert dtype == "F32", (name, dtype)
