@@ -35,7 +35,7 @@ for t in "${targets[@]}"; do
       "${dict[@]}" -artifact_prefix="$work/artifacts/" "$work/corpus" "tests/fuzz/corpus/$t" \
       >"$work/log" 2>&1 || rc=$?
   final_stat() { sed -n "s/^stat::$1: *//p" "$work/log" | tail -1; }
-  done_line=$(grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE|INITED)' "$work/log" | tail -1 || true)
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$work/log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$done_line")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$done_line")
   artifacts=$(find "$work/artifacts" -type f | sort)

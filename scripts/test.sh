@@ -76,7 +76,7 @@ if [ "${MINIDL_SKIP_FUZZ:-0}" != "1" ]; then
   cmake -S . -B "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only \
     -DCMAKE_CXX_COMPILER=clang++ -DMINIDL_FUZZ=ON -DMINIDL_NATIVE=OFF \
     -DMINIDL_CUDA=OFF -DMINIDL_MPI=OFF -DMINIDL_BUILD_TESTS=OFF -DMINIDL_BUILD_BENCH=OFF \
-    -DMINIDL_WERROR=OFF >/dev/null
+    -DMINIDL_BUILD_EXAMPLES=OFF -DMINIDL_WERROR=OFF >/dev/null
   cmake --build "$fuzz" -j"$jobs" --target minidl_fuzzers
   echo "build time: $(( $(date +%s) - start )) s"
   start=$(date +%s)

@@ -2,10 +2,11 @@
 // user-data reader (corpus.h: parse_jsonl) and the offline-sample loader (load_spam_corpus on a
 // .jsonl file, {"group","id","md5","text"} per line), both through io.h's line loop.
 //
-// Properties: parse_jsonl's rows are in line order with a non-empty label and make_labeled_data
-// builds a consistent dataset from them (labelled_data_checks.h); an accepted sample has one
-// group, id, MD5 and text per document, a known group, a 32-hex-digit MD5 and the label its group
-// implies.
+// Properties: neither reader accepts a raw NUL byte (never valid JSON; nlohmann::json alone stops
+// reading at one and would accept "{...}\0<anything>"); parse_jsonl's rows are in line order with a
+// non-empty label and make_labeled_data builds a consistent dataset from them
+// (labelled_data_checks.h); an accepted sample has one group, id, MD5 and text per document, a
+// known group, a 32-hex-digit MD5 and the label its group implies.
 #include <algorithm>
 
 #include "examples/text_classifier/corpus.h"
@@ -35,7 +36,10 @@ void check_sample(const textclf::TextDataset& d) {
 int fuzz_jsonl(const uint8_t* data, size_t size) {
     const std::string_view text = as_text(data, size);
     std::vector<textclf::LabeledRow> rows;
+    // Every non-blank line is parsed as JSON, and no JSON text holds a raw NUL byte.
+    const bool has_nul = text.find('\0') != std::string_view::npos;
     if (accepts([&] { rows = textclf::parse_jsonl(text, "input.jsonl"); })) {
+        FUZZ_EXPECT(!has_nul, "parse_jsonl accepted a NUL byte");
         expect_valid_rows(rows, count_lines(text));
         accepts([&] { expect_valid_dataset(rows); });
     }
@@ -44,6 +48,7 @@ int fuzz_jsonl(const uint8_t* data, size_t size) {
     file.assign(data, size);
     textclf::TextDataset sample;
     if (accepts([&] { sample = textclf::load_spam_corpus(file.path()); })) {
+        FUZZ_EXPECT(!has_nul, "the sample loader accepted a NUL byte");
         check_sample(sample);
         // Spam splits are defined on any loaded sample.
         const textclf::Split s = textclf::spam_split(sample, textclf::SplitKind::Random, true);

@@ -7,9 +7,13 @@
 //     minidl::Error;
 //   - the three readers agree: all accept or all reject with the same problem text (the message
 //     after "<op>: <source>: ");
+//   - an accepted header holds no NUL byte (never valid JSON);
 //   - an accepted file is consistent: 8 + header + data bytes = file size, the tensors tile the
 //     data buffer, each tensor's bytes are the file's bytes at its offsets, and both loaders
-//     return the same names, dtypes, shapes, bytes and metadata.
+//     return the same names, dtypes, shapes, bytes and metadata;
+//   - an accepted shape is one every op can take: the product of its nonzero dimensions fits in
+//     int64, so no stride or DimSplit product (contiguous_strides, split_at) overflows, even where
+//     a zero dimension makes the element count 0.
 #include <cstring>
 #include <optional>
 
@@ -83,6 +87,9 @@ int fuzz_safetensors(const uint8_t* data, size_t size) {
                 " / read_safetensors_header: ", header_error.value_or("accepted"));
     if (parse_error) return 0;
 
+    // No JSON text holds a raw NUL byte (nlohmann::json alone would stop reading at one).
+    FUZZ_EXPECT(std::memchr(data + 8, 0, header.header_bytes) == nullptr,
+                "a header with a NUL byte was accepted");
     expect_same(parsed, loaded);
     FUZZ_EXPECT(8 + header.header_bytes + header.data_bytes == size, "layout sizes ",
                 header.header_bytes, " + ", header.data_bytes, " do not add up to ", size - 8);
@@ -98,6 +105,11 @@ int fuzz_safetensors(const uint8_t* data, size_t size) {
         const uint8_t* bytes = data + 8 + header.header_bytes + e.begin;
         FUZZ_EXPECT(t.nbytes() == 0 || std::memcmp(t.data_ptr(), bytes, t.nbytes()) == 0,
                     "tensor '", e.name, "' holds other bytes than the file's");
+        int64_t product = 1;
+        for (int64_t d : e.shape)
+            FUZZ_EXPECT(d == 0 || !__builtin_mul_overflow(product, d, &product), "tensor '", e.name,
+                        "': the nonzero dimensions of shape ", shape_str(e.shape),
+                        " overflow int64 (strides would overflow)");
         covered += e.end - e.begin;
     }
     FUZZ_EXPECT(covered == header.data_bytes, "the tensors cover ", covered, " of ",
