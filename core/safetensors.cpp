@@ -216,9 +216,9 @@ nlohmann::json parse_json(const Where& w, const uint8_t* text, size_t n) {
     };
     // nlohmann::json ends its input at a NUL byte, which would accept "{...}\0<anything>"; a raw
     // NUL is never valid JSON (the reference reader's serde_json refuses it), so refuse it first.
-    if (const void* nul = std::memchr(text, 0, n))
-        fail(w, "header is not valid JSON: NUL byte at header offset ",
-             static_cast<const uint8_t*>(nul) - text);
+    // (std::find, not memchr: an empty header's `text` may be null.)
+    if (const uint8_t* nul = std::find(text, text + n, uint8_t{0}); nul != text + n)
+        fail(w, "header is not valid JSON: NUL byte at header offset ", nul - text);
     nlohmann::json j;
     try {
         const auto* first = reinterpret_cast<const char*>(text);
