@@ -141,7 +141,11 @@ SafetensorsEntry parse_entry(const Where& w, const std::string& name, const nloh
     const nlohmann::json& js = j["shape"];
     if (!js.is_array())
         fail(w, "tensor '", name, "': shape is a JSON ", js.type_name(), ", expected an array");
-    int64_t numel = 1;
+    // The element count, and the product of the nonzero dimensions: a zero dimension makes the
+    // count 0, but ops still multiply the other dimensions (strides, the sizes around a reduced
+    // dim), so their product must fit in int64 too. [0, 2^32, 2^32] is refused here although
+    // the reference reader and PyTorch accept it: minidl's ops could not use it.
+    int64_t numel = 1, nonzero_product = 1;
     for (const nlohmann::json& d : js) {
         // is_number_unsigned: a non-negative integer literal (not -1, not 2.0, not "2").
         if (!d.is_number_unsigned())
@@ -151,10 +155,10 @@ SafetensorsEntry parse_entry(const Where& w, const std::string& name, const nloh
         if (u > static_cast<uint64_t>(INT64_MAX))
             fail(w, "tensor '", name, "': shape dimension ", u, " is too large");
         const auto dim = static_cast<int64_t>(u);
-        // Multiply in order, as Shape's numel() will: it must not overflow there either.
-        if (__builtin_mul_overflow(numel, dim, &numel))
+        if (dim != 0 && __builtin_mul_overflow(nonzero_product, dim, &nonzero_product))
             fail(w, "tensor '", name, "': the number of elements of shape ", js.dump(),
-                 " overflows 64 bits");
+                 " overflows 64 bits (zero dimensions aside)");
+        numel = dim == 0 ? 0 : numel * dim;  // |numel| <= nonzero_product: cannot overflow
         e.shape.push_back(dim);
     }
 
@@ -244,6 +248,11 @@ nlohmann::json parse_json(const Where& w, const uint8_t* text, size_t n) {
         }
         return true;
     };
+    // nlohmann::json ends its input at a NUL byte, which would accept "{...}\0<anything>"; a raw
+    // NUL is never valid JSON (the reference reader's serde_json refuses it), so refuse it first.
+    // (std::find, not memchr: an empty header's `text` may be null.)
+    if (const uint8_t* nul = std::find(text, text + n, uint8_t{0}); nul != text + n)
+        fail(w, "header is not valid JSON: NUL byte at header offset ", nul - text);
     nlohmann::json j;
     try {
         const auto* first = reinterpret_cast<const char*>(text);

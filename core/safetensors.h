@@ -12,7 +12,9 @@
 //
 // Tensors are little-endian, row-major and packed; END - BEGIN = numel(shape) * dtype size. The
 // tensors tile the buffer exactly: no overlap, no gap, nothing after the last one. Empty tensors
-// (a dimension of 0) take no bytes; 0-d tensors have shape []. Header keys are unique.
+// (a dimension of 0) take no bytes; 0-d tensors have shape []. Header keys are unique. minidl
+// also refuses a shape whose nonzero dimensions multiply past 2^63 - 1 (its ops compute strides
+// from them), even when a zero dimension makes it empty.
 //
 // minidl reads and writes the dtypes it has: F32, F64, F16, BF16, I64. Like the reference writer,
 // save_safetensors orders tensors by decreasing element size, then by name, so every tensor starts

@@ -2,6 +2,7 @@
 # scripts/setup.sh — installs every build and test dependency from Debian's packages.
 # Idempotent: does nothing (no apt-get at all) when everything is already there.
 #   MINIDL_SETUP_EXTRA="python3-torch ..." adds packages (the benchmarks' PyTorch, for example).
+#   MINIDL_SETUP_FUZZ=1 adds clang and its libFuzzer runtime (scripts/test.sh's fuzzing step).
 set -euo pipefail
 
 packages=(
@@ -15,6 +16,10 @@ packages=(
   clang-format                     # the committed style
   ca-certificates
 )
+fuzz_packages=(
+  clang libclang-rt-dev            # libFuzzer (libclang_rt.fuzzer), clang's ASan/UBSan runtimes
+)
+if [ "${MINIDL_SETUP_FUZZ:-0}" = "1" ]; then packages+=("${fuzz_packages[@]}"); fi
 # shellcheck disable=SC2206
 packages+=(${MINIDL_SETUP_EXTRA:-})
 

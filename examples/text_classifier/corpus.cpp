@@ -55,6 +55,19 @@ std::optional<std::pair<std::string, std::string>> parse_entry_name(std::string_
     return std::pair{std::string(id), std::string(md5)};
 }
 
+// JSON text -> json, or a FormatError "<where>: not valid JSON: ...". nlohmann::json ends its
+// input at a NUL byte and would accept "{...}\0<anything>"; a raw NUL is never valid JSON (not
+// whitespace, and escaped inside strings), so one is refused before parsing.
+json parse_json_text(std::string_view text, const std::string& where) {
+    if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+        throw FormatError(concat(where, ": not valid JSON: NUL byte at offset ", nul));
+    try {
+        return json::parse(text);
+    } catch (const json::exception& e) {
+        throw FormatError(concat(where, ": not valid JSON: ", e.what()));
+    }
+}
+
 void start_spam_dataset(TextDataset& d, std::string source, bool is_sample) {
     d.classes = {"ham", "spam"};
     d.mode = TextMode::Email;
@@ -78,12 +91,7 @@ std::string read_entry_text(const std::string& path, std::string_view group, std
                             std::string& buffer, JsonFields& fields) {
     read_file_into(path, buffer);
     if (!parse_string_object(buffer, fields)) {
-        json entry;
-        try {
-            entry = json::parse(buffer);
-        } catch (const json::exception& e) {
-            throw FormatError(concat("spam corpus: ", path, ": not valid JSON: ", e.what()));
-        }
+        const json entry = parse_json_text(buffer, concat("spam corpus: ", path));
         MDL_CHECK(entry.is_object(), FormatError, "spam corpus: ", path, ": not a JSON object");
         fields.clear();
         for (const char* key : {"group", "text"})
@@ -165,13 +173,7 @@ TextDataset load_sample(const std::string& path) {
     start_spam_dataset(d, path, true);
     for_each_line(contents, [&](std::string_view line, int64_t line_no) {
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
-        json j;
-        try {
-            j = json::parse(line);
-        } catch (const json::exception& e) {
-            throw FormatError(
-                concat("spam sample: ", path, ":", line_no, ": not valid JSON: ", e.what()));
-        }
+        json j = parse_json_text(line, concat("spam sample: ", path, ":", line_no));
         for (const char* key : {"group", "id", "md5", "text"})
             MDL_CHECK(j.is_object() && j.contains(key) && j[key].is_string(), FormatError,
                       "spam sample: ", path, ":", line_no, ": no string field \"", key, "\"");
@@ -322,13 +324,7 @@ std::vector<LabeledRow> parse_jsonl(std::string_view contents, const std::string
     std::vector<LabeledRow> rows;
     for_each_line(contents, [&](std::string_view line, int64_t line_no) {
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
-        json j;
-        try {
-            j = json::parse(line);
-        } catch (const json::exception& e) {
-            throw FormatError(
-                concat("JSONL: ", name, ":", line_no, ": not valid JSON: ", e.what()));
-        }
+        const json j = parse_json_text(line, concat("JSONL: ", name, ":", line_no));
         MDL_CHECK(j.is_object(), FormatError, "JSONL: ", name, ":", line_no,
                   ": expected an object {\"label\": ..., \"text\": ...}");
         auto label = j.find("label");

@@ -299,6 +299,10 @@ TEST_CASE("core/safetensors: malformed files are rejected with a FormatError nam
                          R"("data_offsets":[0,8]})"),
                    8),
          "overflows 64 bits"},
+        {"element count overflow beside a zero dimension",
+         make_file(entry(R"({"dtype":"F32","shape":[0,4294967296,4294967296],)"
+                         R"("data_offsets":[0,0]})")),
+         "overflows 64 bits (zero dimensions aside)"},
         {"byte size overflow",
          make_file(entry(R"({"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,8]})"),
                    8),
