@@ -20,6 +20,10 @@ nlohmann::json cpu_denormal(int threads);
 
 // bench_step.cpp: the example's training step on `device` ("cpu", "cuda", "cuda:N").
 nlohmann::json example_step(const std::string& device, int threads, double scale);
+// The same step under the non-finite checks: with grads_all_finite before Adam (the text
+// classifier's check, core/finite.h), and under anomaly mode (core/anomaly.h).
+std::vector<nlohmann::json> example_step_checks(const std::string& device, int threads,
+                                                double scale);
 
 // bench_gpu.cpp: every GPU section (`only` filters as on the CPU: gemm, copy, adam, step).
 nlohmann::json run_gpu(const std::string& device, const std::string& only, bool quick);

@@ -2,7 +2,8 @@
 // (bench/torch_micro.py measures the same things in PyTorch; bench/compare_pytorch.sh runs both).
 //
 //   bench_kernels [--device cpu|cuda] [--threads 1,2] [--sizes 256,512,1024,2048]
-//                 [--only peak,gemm,triad,adam,overhead,denormal,step] [--quick] [--json FILE]
+//                 [--only peak,gemm,triad,adam,overhead,denormal,step,checks] [--quick]
+//                 [--json FILE]
 //
 // CPU sections (each at every thread count of --threads):
 //   peak      the machine's F32 peak, measured: 16 independent chains of vector FMAs (the widest
@@ -25,6 +26,9 @@
 //   step      the example model's training step on a synthetic batch (bench_util.h):
 //             zero_grad, EmbeddingBag(mean) -> Linear -> ReLU -> Linear, cross-entropy,
 //             backward, Adam.
+//   checks    that step again with the non-finite checks: grads_all_finite before Adam
+//             (example_step_finite_check) and under AnomalyMode (example_step_anomaly); compare
+//             with the step row of the same run.
 // --device cuda (bench_gpu.cpp): GEMM TFLOP/s at 4096^3 in F32 (also TF32), F16 and BF16, the
 // fused Adam step in GB/s against a device-to-device copy, the example step, and a GEMM-heavy
 // MLP step in F32 and under autocast F16/BF16 (sections gemm, copy, adam, step, amp).
@@ -124,6 +128,9 @@ int main(int argc, char** argv) {
                     report["denormal"].push_back(bench::cpu_denormal(nt));
                 if (wants(only, "step"))
                     report["step"].push_back(bench::example_step("cpu", nt, scale));
+                if (wants(only, "checks"))
+                    for (json& j : bench::example_step_checks("cpu", nt, scale))
+                        report["checks"].push_back(j);
             }
         }
     } catch (const std::exception& e) {

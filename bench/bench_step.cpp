@@ -6,12 +6,15 @@
 // what the example's loop does per batch, without the batching of the data. The batch is
 // bench_util.h's ExampleBatch (the same ids as bench/torch_micro.py and torch_gpu_bench.py).
 // Timed in chunks of kChunk steps ending with a device synchronisation; ms per step = the
-// median chunk time / kChunk.
+// median chunk time / kChunk. The checks rows time the same step with grads_all_finite before
+// Adam (what examples/text_classifier does without a loss scaler) and under AnomalyMode.
 #include <iostream>
 
 #include "bench/bench_cpu.h"
 #include "bench/bench_util.h"
+#include "core/anomaly.h"
 #include "core/backend.h"
+#include "core/finite.h"
 #include "core/kernels.h"
 #include "core/row_grad.h"
 #include "nn/embedding.h"
@@ -25,7 +28,12 @@ using minidl::Device;
 using minidl::DType;
 using minidl::Tensor;
 
-nlohmann::json example_step(const std::string& device_name, int threads, double scale) {
+namespace {
+
+enum class Check { None, FiniteGrads, Anomaly };
+
+nlohmann::json time_example_step(const std::string& device_name, int threads, double scale,
+                                 const char* name, Check check) {
     const Device device = Device::parse(device_name);
     constexpr int64_t V = ExampleBatch::kVocab, C = ExampleBatch::kDim;
     constexpr int64_t H = ExampleBatch::kHidden, K = ExampleBatch::kClasses;
@@ -50,10 +58,14 @@ nlohmann::json example_step(const std::string& device_name, int threads, double 
     const Tensor labels = Tensor::from_vector(
         batch.labels, {static_cast<int64_t>(batch.labels.size())}, DType::I64, device);
 
+    minidl::AnomalyMode anomaly(check == Check::Anomaly);
+    bool all_finite = true;
     auto step = [&] {
         opt.zero_grad();
         const Tensor logits = fc2.forward(minidl::relu(fc1.forward(embedding(ids, offsets))));
         minidl::cross_entropy(logits, labels).backward();
+        if (check == Check::FiniteGrads)
+            all_finite = all_finite && minidl::grads_all_finite(params);
         opt.step();
     };
     auto sync = [&] { minidl::kernels_for(device).synchronize(); };
@@ -65,7 +77,8 @@ nlohmann::json example_step(const std::string& device_name, int threads, double 
         },
         (device.is_cuda() ? 1.0 : 1.5) * scale, 5, 200, 2, sync);
     const double ms = 1e3 * t.median_s / chunk;
-    const nlohmann::json j = {{"name", "example_step"},
+    if (!all_finite) std::cerr << name << ": a gradient was not finite\n";
+    const nlohmann::json j = {{"name", name},
                               {"device", device.str()},
                               {"threads", threads},
                               {"ids_per_batch", L},
@@ -73,8 +86,21 @@ nlohmann::json example_step(const std::string& device_name, int threads, double 
                               {"ms", ms},
                               {"best_ms", 1e3 * t.min_s / chunk},
                               {"steps_per_s", 1e3 / ms}};
-    std::cerr << "example step " << device.str() << " threads=" << threads << ": " << ms << " ms\n";
+    std::cerr << name << " " << device.str() << " threads=" << threads << ": " << ms << " ms\n";
     return j;
+}
+
+}  // namespace
+
+nlohmann::json example_step(const std::string& device_name, int threads, double scale) {
+    return time_example_step(device_name, threads, scale, "example_step", Check::None);
+}
+
+std::vector<nlohmann::json> example_step_checks(const std::string& device_name, int threads,
+                                                double scale) {
+    return {time_example_step(device_name, threads, scale, "example_step_finite_check",
+                              Check::FiniteGrads),
+            time_example_step(device_name, threads, scale, "example_step_anomaly", Check::Anomaly)};
 }
 
 }  // namespace bench

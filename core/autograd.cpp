@@ -5,6 +5,7 @@
 #include <deque>
 #include <unordered_map>
 
+#include "core/anomaly.h"
 #include "core/check.h"
 
 namespace minidl {
@@ -91,7 +92,16 @@ bool should_record(const std::vector<Tensor>& inputs) {
 }
 
 void record(const char* name, std::vector<Tensor> inputs, Tensor& output, Node::BackwardFn fn) {
+    // Every op that records a node passes here with its output: the one place for the forward
+    // check. Off, this is one relaxed load and a branch that is never taken.
+    std::string forward_call;
+    if (AnomalyMode::is_enabled()) [[unlikely]] {
+        anomaly::check_forward(name, inputs, output);  // throws before anything is recorded
+        forward_call = anomaly::describe_call(name, inputs);
+    }
     auto node = std::make_shared<Node>(name, std::move(inputs), std::move(fn));
+    if (!forward_call.empty()) [[unlikely]]
+        node->set_forward_call(std::move(forward_call));
     output.impl()->requires_grad = true;
     output.impl()->grad_fn = std::move(node);
 }
@@ -222,6 +232,9 @@ void run_graph(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
         Tensor grad_out = std::move(pending[node.get()]);
         pending.erase(node.get());
         std::vector<Tensor> grads = node->apply(grad_out);
+        // Every backward function returns here: the one place for the backward check.
+        if (AnomalyMode::is_enabled()) [[unlikely]]
+            anomaly::check_backward(*node, grads, grad_out);
         grad_out = Tensor();
         MDL_ASSERT(grads.size() == node->inputs().size(), "backward of ", node->name(),
                    " returned ", grads.size(), " gradients for ", node->inputs().size(), " inputs");

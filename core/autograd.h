@@ -65,6 +65,10 @@ class Node {
     Node(std::string name, std::vector<Tensor> inputs, BackwardFn fn);
 
     const std::string& name() const { return name_; }
+    // The forward call that created the node ("mul(input 0: [2, 3] f32 cpu, ...)"), recorded
+    // only while anomaly mode (core/anomaly.h) is on; empty otherwise.
+    const std::string& forward_call() const { return forward_call_; }
+    void set_forward_call(std::string call) { forward_call_ = std::move(call); }
     // The inputs that require grad; the others are held as undefined tensors.
     const std::vector<Tensor>& inputs() const { return inputs_; }
     const std::vector<bool>& needs_input_grad() const { return needs_; }
@@ -76,6 +80,7 @@ class Node {
 
   private:
     std::string name_;
+    std::string forward_call_;
     std::vector<Tensor> inputs_;
     std::vector<bool> needs_;
     BackwardFn fn_;
@@ -118,6 +123,8 @@ bool should_record(std::initializer_list<Tensor> inputs);
 bool should_record(const std::vector<Tensor>& inputs);
 
 // Records `output` as produced by op `name` from `inputs` (call only when should_record is true).
+// Under anomaly mode (core/anomaly.h) it first checks `output` for NaN/inf, and throws
+// NonFiniteError naming the op, recording nothing.
 void record(const char* name, std::vector<Tensor> inputs, Tensor& output, Node::BackwardFn fn);
 
 // The engine behind Tensor::backward.

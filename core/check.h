@@ -43,6 +43,11 @@ struct StateError : Error {
 struct ValueError : Error {
     using Error::Error;
 };
+// A NaN or an infinity where a finite value is required: anomaly mode (core/anomaly.h) names the
+// op that produced one; writers of weights refuse to save one.
+struct NonFiniteError : Error {
+    using Error::Error;
+};
 struct InternalError : Error {
     using Error::Error;
 };

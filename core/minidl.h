@@ -2,6 +2,7 @@
 // the training tricks. Include this one header (installed as <minidl/minidl.h>).
 #pragma once
 
+#include "core/anomaly.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/backend.h"
@@ -10,6 +11,7 @@
 #include "core/determinism.h"
 #include "core/device.h"
 #include "core/dtype.h"
+#include "core/finite.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -17,7 +19,6 @@
 #include "core/shape.h"
 #include "core/state_dict.h"
 #include "core/tensor.h"
-#include "ops/ops.h"
 #include "nn/activation.h"
 #include "nn/batch_norm.h"
 #include "nn/dropout.h"
@@ -27,6 +28,7 @@
 #include "nn/linear.h"
 #include "nn/module.h"
 #include "nn/sequential.h"
+#include "ops/ops.h"
 #include "optim/adam.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "core/check.h"
+#include "core/finite.h"
 #include "core/safetensors.h"
 
 namespace textclf {
@@ -19,6 +20,8 @@ void save_checkpoint(const std::string& path, const Trainer& trainer, const json
     sd.metadata["format"] = kCheckpointFormat;
     sd.metadata["version"] = std::to_string(kCheckpointVersion);
     sd.metadata["run"] = run_info.dump();
+    // A checkpoint of NaN weights would resume into NaN: refuse, keeping the last good file.
+    minidl::require_finite(sd, "save_checkpoint", path);
     // save_safetensors copies device tensors to the host and renames a finished temporary file.
     minidl::save_safetensors(path, sd);
 }

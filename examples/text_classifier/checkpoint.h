@@ -33,6 +33,7 @@ inline constexpr const char* kCheckpointFile = "checkpoint.safetensors";
 
 // Writes `trainer`'s state plus `run_info` (any JSON object describing the data) to `path`,
 // atomically (temporary file + rename): an interrupted write never leaves a broken checkpoint.
+// Throws NonFiniteError naming the tensor, writing nothing, when a tensor holds a NaN or an inf.
 void save_checkpoint(const std::string& path, const Trainer& trainer,
                      const nlohmann::json& run_info);
 

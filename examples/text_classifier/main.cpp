@@ -109,6 +109,9 @@ void print_human_summary(const json& s, const std::string& out) {
         std::printf("\nflatness (sigma %g): %.4f\n", s["flatness_sigma"].get<double>(),
                     s["flatness"].get<double>());
     }
+    if (s.value("on_nonfinite", std::string()) == "skip")
+        std::printf("%lld batches skipped for a non-finite loss or gradient\n",
+                    static_cast<long long>(s.value("nonfinite_skipped", int64_t{0})));
     if (!out.empty()) std::printf("outputs in %s\n", out.c_str());
 }
 
@@ -199,6 +202,11 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"f16", "bf16"}));
     app.add_option("--accum", t.accum, "micro-batches per optimizer step")->capture_default_str();
     app.add_option("--clip", t.clip, "clip the gradient norm to this (0 = off)");
+    app.add_option("--on-nonfinite", t.on_nonfinite,
+                   "a non-finite loss or gradient (without --amp f16): stop (exit 1, naming the "
+                   "step) or skip that batch's optimizer step")
+        ->check(CLI::IsMember({"stop", "skip"}))
+        ->capture_default_str();
     app.add_option("--replicas", t.replicas,
                    "data parallelism in this process: N replicas, one thread each (on GPUs: one "
                    "per device from --device on)")

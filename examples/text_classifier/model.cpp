@@ -2,6 +2,7 @@
 #include "examples/text_classifier/model.h"
 
 #include "core/check.h"
+#include "core/finite.h"
 #include "core/safetensors.h"
 #include "ops/elementwise.h"
 
@@ -43,6 +44,7 @@ void save_weights(const TextClassifier& model, const std::string& path) {
     minidl::StateDict sd = model.state_dict();  // save_safetensors copies device tensors
     // The key Hugging Face's loaders look for to know the tensors are PyTorch's layout.
     sd.metadata["format"] = "pt";
+    minidl::require_finite(sd, "save_weights", path);  // never publish NaN/inf weights
     minidl::save_safetensors(path, sd);
 }
 

@@ -58,7 +58,8 @@ class TextClassifier : public minidl::nn::Cloneable<TextClassifier> {
 // The weights alone, as a fresh snapshot on the host (what model.safetensors holds).
 minidl::StateDict weights_snapshot(const TextClassifier& model);
 
-// Writes model.safetensors (weights only, PyTorch names, metadata "format": "pt") atomically.
+// Writes model.safetensors (weights only, PyTorch names, metadata "format": "pt") atomically;
+// throws NonFiniteError naming the tensor, writing nothing, when a weight is NaN or infinite.
 void save_weights(const TextClassifier& model, const std::string& path);
 // Loads weights saved by save_weights (or by PyTorch's safetensors writer) into `model`; the
 // shapes must match (ShapeError naming the tensor otherwise).

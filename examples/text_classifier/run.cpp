@@ -140,6 +140,7 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
             kill_poll();
             return stop && stop();
         };
+    hooks.map_loss = o.map_loss;
     if (o.write_checkpoints && !ckpt_path.empty())
         hooks.checkpoint = [&] { save_checkpoint(ckpt_path, trainer, info); };
     if (o.progress) hooks.progress = &bar;
@@ -161,11 +162,12 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
 
     // ---- records -----------------------------------------------------------------------------
     const double train_s = trainer.train_s();
-    int64_t steps = 0, skipped = 0;
+    int64_t steps = 0, skipped = 0, nonfinite_skipped = 0;
     json epoch_s = json::array();
     for (const auto& r : result.history) {
         steps += r.steps;
         skipped += r.skipped_steps;
+        nonfinite_skipped += r.nonfinite_skipped;
         epoch_s.push_back(r.time_s);
     }
     const int64_t epochs_done = trainer.epochs_done();
@@ -187,6 +189,8 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
               {"device", trainer.device().str()},
               {"steps", steps},
               {"skipped_steps", skipped},
+              {"on_nonfinite", o.train.on_nonfinite},
+              {"nonfinite_skipped", nonfinite_skipped},
               {"data_s", data.data_s()},
               {"train_s", train_s},
               {"epoch_s", epoch_s},

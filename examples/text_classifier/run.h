@@ -44,6 +44,7 @@ struct RunOptions {
     bool write_checkpoints = true;
     double startup_s = -1;              // process start -> ready to read data (main measures)
     std::function<bool()> should_stop;  // polled before every step (Ctrl-C)
+    std::function<minidl::Tensor(const minidl::Tensor&)> map_loss;  // TrainHooks::map_loss
 };
 
 struct RunResult {

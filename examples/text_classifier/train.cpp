@@ -8,6 +8,7 @@
 #include "core/backend.h"
 #include "core/check.h"
 #include "core/comm.h"
+#include "core/finite.h"
 #include "examples/text_classifier/progress.h"
 #include "ops/loss.h"
 #include "optim/adam.h"
@@ -58,6 +59,11 @@ void validate(const TrainConfig& c) {
               "--replicas must be in [1, --batch = ", c.batch, "], got ", c.replicas);
     MDL_CHECK(c.replicas == 1 || !c.distributed, ValueError,
               "--replicas and --distributed are alternatives: choose one");
+    MDL_CHECK(c.on_nonfinite == "stop" || c.on_nonfinite == "skip", ValueError,
+              "--on-nonfinite must be stop or skip, got '", c.on_nonfinite, "'");
+    MDL_CHECK(c.on_nonfinite == "stop" || (c.replicas == 1 && !c.distributed), ValueError,
+              "--on-nonfinite skip needs one process and one replica: data parallelism steps the "
+              "optimizer inside its own train_step, before the check could skip it");
 }
 
 json to_json(const TrainConfig& c) {
@@ -89,7 +95,8 @@ json to_json(const TrainConfig& c) {
               {"clip", c.clip},
               {"replicas", c.replicas},
               {"distributed", c.distributed},
-              {"eval_batch", c.eval_batch}};
+              {"eval_batch", c.eval_batch},
+              {"on_nonfinite", c.on_nonfinite}};
     j["swa_lr"] = c.swa_lr ? json(*c.swa_lr) : json(nullptr);
     return j;
 }
@@ -130,6 +137,7 @@ TrainConfig train_config_from_json(const json& j) {
     get("replicas", c.replicas);
     get("distributed", c.distributed);
     get("eval_batch", c.eval_batch);
+    get("on_nonfinite", c.on_nonfinite);
     if (j.contains("swa_lr") && !j["swa_lr"].is_null()) c.swa_lr = j["swa_lr"].get<double>();
     return c;
 }
@@ -176,6 +184,7 @@ json to_json(const EpochRecord& r) {
               {"samples_per_s", r.samples_per_s},
               {"steps", r.steps},
               {"skipped_steps", r.skipped_steps},
+              {"nonfinite_skipped", r.nonfinite_skipped},
               {"lr", r.lr},
               {"test_loss", r.test_loss},
               {"test_accuracy", r.test_accuracy},
@@ -192,6 +201,7 @@ EpochRecord epoch_record_from_json(const json& j) {
     r.samples_per_s = j.at("samples_per_s").get<double>();
     r.steps = j.at("steps").get<int64_t>();
     r.skipped_steps = j.at("skipped_steps").get<int64_t>();
+    r.nonfinite_skipped = j.value("nonfinite_skipped", int64_t{0});  // absent in older records
     r.lr = j.at("lr").get<double>();
     r.test_loss = j.at("test_loss").get<double>();
     r.test_accuracy = j.at("test_accuracy").get<double>();
@@ -210,6 +220,15 @@ std::shared_ptr<Attack> make_attack(
     tricks::DataParallel* dp, minidl::nn::Module& model,
     const std::function<std::unique_ptr<Attack>(minidl::nn::Module&)>& make) {
     return dp ? dp->make_attack<Attack>(make) : std::shared_ptr<Attack>(make(model));
+}
+
+// What of a step is not finite: "" when everything is, else "loss (nan)", "gradient", ...
+std::string nonfinite_part(const tricks::StepResult& r, const std::vector<Tensor>& params) {
+    if (std::isnan(r.loss)) return "loss (NaN)";
+    if (std::isinf(r.loss)) return r.loss > 0 ? "loss (inf)" : "loss (-inf)";
+    if (r.overflow) return "gradient (met by the adversarial attack)";
+    if (!minidl::grads_all_finite(params)) return "gradient";
+    return "";
 }
 }  // namespace
 
@@ -383,14 +402,16 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
     ModelBatch mb;
     auto loss_fn = [&](int64_t begin, int64_t end) {
         const ModelBatch::Slice s = mb.slice(begin, end);
-        return minidl::cross_entropy(model_->forward(s.ids, s.offsets), s.labels);
+        Tensor loss = minidl::cross_entropy(model_->forward(s.ids, s.offsets), s.labels);
+        return hooks.map_loss ? hooks.map_loss(loss) : loss;
     };
     // --replicas: replica r's forward on its samples, called from its own thread.
     auto replica_loss_fn = [&](int r, int64_t begin, int64_t end) {
         const ModelBatch::Slice s = mb.slice(begin, end);
         const Device d = dp_->device(r);
-        return minidl::cross_entropy(
+        Tensor loss = minidl::cross_entropy(
             dp_->replica<TextClassifier>(r).forward(s.ids.to(d), s.offsets.to(d)), s.labels.to(d));
+        return hooks.map_loss ? hooks.map_loss(loss) : loss;
     };
     auto t0 = std::chrono::steady_clock::now();
     for (; batch_ < num_batches; ++batch_) {
@@ -401,17 +422,40 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
         const int64_t start = batch_ * batch;
         const int64_t len = std::min(batch, N - start);
         gather_batch(train, std::span<const int64_t>(order).subspan(start, len), device_, mb);
-        const tricks::StepResult r = ddp_  ? ddp_->train_step(step, mb.size, loss_fn)
-                                     : dp_ ? dp_->train_step(step, mb.size, replica_loss_fn)
-                                           : tricks::train_step(step, mb.size, loss_fn);
+        tricks::StepResult r;
+        std::string nonfinite;  // what was not finite ("" when all was)
+        if (ddp_ || dp_) {
+            r = ddp_ ? ddp_->train_step(step, mb.size, loss_fn)
+                     : dp_->train_step(step, mb.size, replica_loss_fn);
+            if (!scaler_) nonfinite = nonfinite_part(r, optimizer_->parameters());
+        } else if (!scaler_) {
+            // train_step's two halves (tricks/train_step.h) with the check between them, so that
+            // a skipped batch reaches no weight, moment, EMA or schedule.
+            optimizer_->zero_grad();
+            r = tricks::accumulate_gradients(step, mb.size, loss_fn);
+            nonfinite = nonfinite_part(r, optimizer_->parameters());
+            if (nonfinite.empty()) r = tricks::apply_gradients(step, r);
+        } else {
+            r = tricks::train_step(step, mb.size, loss_fn);  // the scaler skips non-finite steps
+        }
         ++global_step_;
         ++epoch_steps_;
         if (!r.stepped) ++epoch_skipped_;
-        epoch_loss_sum_ += r.loss * static_cast<double>(len);
-        epoch_samples_ += len;
-        window_sum_ += r.loss;
-        ++window_n_;
-        if (window_n_ == window || batch_ + 1 == num_batches) {
+        if (!nonfinite.empty()) {
+            MDL_CHECK(config_.on_nonfinite == "skip", minidl::NonFiniteError, "non-finite ",
+                      nonfinite, " at epoch ", epoch_ + 1, ", global step ", global_step_,
+                      " (batch ", batch_ + 1, " of ", num_batches,
+                      "): training stopped; no checkpoint or model is written from this state "
+                      "(--on-nonfinite skip skips such batches instead)");
+            ++epoch_nonfinite_;
+            optimizer_->zero_grad();  // leave no NaN behind in .grad()
+        } else {
+            epoch_loss_sum_ += r.loss * static_cast<double>(len);
+            epoch_samples_ += len;
+            window_sum_ += r.loss;
+            ++window_n_;
+        }
+        if (window_n_ > 0 && (window_n_ == window || batch_ + 1 == num_batches)) {
             const double x = static_cast<double>(epoch_) +
                              static_cast<double>(batch_ + 1) / static_cast<double>(num_batches);
             curve_.emplace_back(x, window_sum_ / static_cast<double>(window_n_));
@@ -422,7 +466,10 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
             const double elapsed =
                 epoch_time_ +
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            hooks.progress->update(epoch_samples_, epoch_loss_sum_ / epoch_samples_, elapsed);
+            hooks.progress->update(
+                epoch_samples_,
+                epoch_samples_ > 0 ? epoch_loss_sum_ / static_cast<double>(epoch_samples_) : 0.0,
+                elapsed);
         }
     }
     epoch_time_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -436,6 +483,7 @@ void Trainer::finish_epoch(const TrainHooks& hooks) {
     r.samples_per_s = epoch_time_ > 0 ? static_cast<double>(epoch_samples_) / epoch_time_ : 0.0;
     r.steps = epoch_steps_;
     r.skipped_steps = epoch_skipped_;
+    r.nonfinite_skipped = epoch_nonfinite_;
     if (swa_ && r.epoch >= config_.swa_start) {
         swa_->update_parameters(*model_);
         swa_lr_->step();
@@ -452,7 +500,7 @@ void Trainer::finish_epoch(const TrainHooks& hooks) {
     batch_ = 0;
     epoch_gen_state_ = data_gen_.state();
     epoch_loss_sum_ = epoch_time_ = 0;
-    epoch_samples_ = epoch_steps_ = epoch_skipped_ = 0;
+    epoch_samples_ = epoch_steps_ = epoch_skipped_ = epoch_nonfinite_ = 0;
     if (hooks.progress) hooks.progress->end_epoch(r);
     if (hooks.checkpoint) hooks.checkpoint();
 }
@@ -507,6 +555,7 @@ StateDict Trainer::state_dict() const {
     m["epoch.samples"] = std::to_string(epoch_samples_);
     m["epoch.steps"] = std::to_string(epoch_steps_);
     m["epoch.skipped"] = std::to_string(epoch_skipped_);
+    m["epoch.nonfinite"] = std::to_string(epoch_nonfinite_);
     m["curve.window_sum"] = format_double(window_sum_);
     m["curve.window_n"] = std::to_string(window_n_);
     json hist = json::array(), curve = json::array();
@@ -529,6 +578,7 @@ void Trainer::load_state_dict(const StateDict& sd) {
     // resumes on a CPU); everything else must match.
     saved.device = config_.device;
     saved.eval_batch = config_.eval_batch;
+    saved.on_nonfinite = config_.on_nonfinite;  // a finite run is the same under either policy
     const json saved_json = to_json(saved), ours = to_json(config_);
     if (saved_json != ours) {
         std::string key;  // the first setting that differs, by name
@@ -564,6 +614,7 @@ void Trainer::load_state_dict(const StateDict& sd) {
     epoch_samples_ = i64("epoch.samples");
     epoch_steps_ = i64("epoch.steps");
     epoch_skipped_ = i64("epoch.skipped");
+    epoch_nonfinite_ = sd.metadata.count("epoch.nonfinite") ? i64("epoch.nonfinite") : 0;
     window_sum_ = f64("curve.window_sum");
     window_n_ = i64("curve.window_n");
     history_.clear();

@@ -21,6 +21,15 @@
 // independent streams; FreeLB draws from its own generator (seeded with `seed`). All of it is in
 // the checkpoint, so an interrupted run resumes bitwise (tests/examples/test_text_classifier.cpp).
 // Stopping (Ctrl-C) is polled at step boundaries: the state is then a valid resume point.
+//
+// Non-finite values (without a loss scaler; with --amp f16 the GradScaler skips such steps
+// itself): after each batch's backward passes, before the optimizer step, the loss (free: the
+// step computes it) and every gradient (one read pass, row-sparse gradients as their rows:
+// core/finite.h) are checked. --on-nonfinite stop (the default) throws NonFiniteError naming the
+// epoch and the global step; skip leaves that batch out: no weight, Adam moment, EMA, SWA or
+// schedule changes, its loss is left out of the epoch's mean, and it is counted
+// (EpochRecord::nonfinite_skipped). Data parallelism runs both halves of the step inside its own
+// train_step, so there the check comes after the step: stop only.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +104,8 @@ struct TrainConfig {
     int64_t replicas = 1;
     bool distributed = false;
     int64_t eval_batch = 512;
+    // What a non-finite loss or gradient does (see the top of this file): "stop" or "skip".
+    std::string on_nonfinite = "stop";
 };
 
 // Throws ValueError naming the flag for an impossible combination or value.
@@ -111,8 +122,9 @@ struct EpochRecord {
     double loss = 0;    // mean clean training loss over the epoch's samples
     double time_s = 0;  // training time of the epoch (evaluation excluded)
     double samples_per_s = 0;
-    int64_t steps = 0, skipped_steps = 0;                        // skipped: AMP overflow
-    double lr = 0;                                               // the lr at the end of the epoch
+    int64_t steps = 0, skipped_steps = 0;  // skipped: AMP overflow or a non-finite batch
+    int64_t nonfinite_skipped = 0;         // of those, batches skipped by --on-nonfinite skip
+    double lr = 0;                         // the lr at the end of the epoch
     double test_loss = 0, test_accuracy = 0, test_macro_f1 = 0;  // evaluation weights
     std::optional<double> val_accuracy;
 };
@@ -125,6 +137,8 @@ struct TrainHooks {
     std::function<bool()> should_stop;  // polled before every step
     std::function<void()> checkpoint;   // after every epoch, and when stopping
     ProgressBar* progress = nullptr;
+    // Applied to every micro-batch's loss before backward (a test seam: inject a NaN).
+    std::function<minidl::Tensor(const minidl::Tensor& loss)> map_loss;
 };
 
 class Trainer {
@@ -192,7 +206,7 @@ class Trainer {
     int64_t global_step_ = 0;  // train_step calls
     // The current epoch so far (saved so that a mid-epoch resume ends with the same record).
     double epoch_loss_sum_ = 0, epoch_time_ = 0;
-    int64_t epoch_samples_ = 0, epoch_steps_ = 0, epoch_skipped_ = 0;
+    int64_t epoch_samples_ = 0, epoch_steps_ = 0, epoch_skipped_ = 0, epoch_nonfinite_ = 0;
     double window_sum_ = 0;
     int64_t window_n_ = 0;
     std::vector<EpochRecord> history_;
