@@ -11,6 +11,11 @@
 // Backward (Dao 2023's loop order): for each key tile, every query tile; P = exp(S - lse) is
 // recomputed, dV and dK of the key tile accumulate over the query tiles, dQ over the key tiles —
 // each sum in a fixed order, so the result is the same for any thread count.
+// GCC 12 reports a false "(may be) used uninitialized" inside its own AVX-512 intrinsics when it
+// inlines Eigen's GEMM packing routines (as in ops/cpu/matmul_cpu.cpp): silenced for this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
