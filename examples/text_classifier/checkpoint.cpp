@@ -5,7 +5,8 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <regex>
+#include <optional>
+#include <string_view>
 
 #include "core/check.h"
 #include "core/finite.h"
@@ -51,18 +52,38 @@ Checkpoint load_checkpoint(const std::string& path) {
     return c;
 }
 
+namespace {
+
+bool all_digits(std::string_view s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// The writer's pid in a temporary file's name "<target>.tmp.<pid>.<counter>" (see
+// core/safetensors.cpp and io.cpp), or nothing when the name has another shape. Parsed by hand: GCC 12's
+// std::regex trips -Wmaybe-uninitialized inside libstdc++ under the sanitizer build.
+std::optional<pid_t> temp_file_writer(std::string_view name) {
+    const size_t last_dot = name.rfind('.');
+    if (last_dot == std::string_view::npos || !all_digits(name.substr(last_dot + 1))) return {};
+    const size_t pid_dot = name.rfind('.', last_dot - 1);
+    if (pid_dot == std::string_view::npos || pid_dot < 5) return {};
+    const std::string_view pid = name.substr(pid_dot + 1, last_dot - pid_dot - 1);
+    if (!all_digits(pid) || pid.size() > 9) return {};
+    if (name.substr(pid_dot - 4, 4) != ".tmp") return {};
+    return static_cast<pid_t>(std::stoll(std::string(pid)));
+}
+
+}  // namespace
+
 int remove_abandoned_temp_files(const std::string& dir) {
     namespace fs = std::filesystem;
-    static const std::regex temp_name(R"(.+\.tmp\.([0-9]{1,9})\.[0-9]+)");
     int removed = 0;
     std::error_code ec;
     for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-        std::smatch m;
-        const std::string name = e.path().filename().string();
-        if (!e.is_regular_file(ec) || !std::regex_match(name, m, temp_name)) continue;
-        const pid_t writer = static_cast<pid_t>(std::stoll(m[1].str()));
+        if (!e.is_regular_file(ec)) continue;
+        const std::optional<pid_t> writer = temp_file_writer(e.path().filename().string());
+        if (!writer) continue;
         // kill(pid, 0) probes without signalling: ESRCH means no such process.
-        if (::kill(writer, 0) == 0 || errno != ESRCH) continue;
+        if (::kill(*writer, 0) == 0 || errno != ESRCH) continue;
         if (fs::remove(e.path(), ec)) ++removed;
     }
     return removed;

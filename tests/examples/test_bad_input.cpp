@@ -402,6 +402,27 @@ TEST_CASE("examples/bad input: a failed run leaves earlier outputs as they were,
     CHECK(snapshot(m.out) == before);
 }
 
+TEST_CASE("examples/bad input: only temporary files of writers no longer running are removed") {
+    TempDir dir;
+    // pid_max is at most 2^22, so pid 999999999 never runs; this process does.
+    const std::string self = std::to_string(::getpid());
+    const std::vector<std::string> dead = {"checkpoint.safetensors.tmp.999999999.0",
+                                           "vocab.txt.tmp.999999998.17"};
+    const std::vector<std::string> kept = {
+        "checkpoint.safetensors.tmp." + self + ".3",  // a live writer's
+        "model.safetensors",                          // a finished file
+        ".tmp.999999999.0",                           // no target name
+        "x.tmp.99999999x.0",                          // pid not a number
+        "x.tmp.999999999.",                           // no counter
+        "x.tmp.1234567890.0",                         // pid longer than any pid
+        "x.tmpl.999999999.0",                         // not ".tmp."
+        "x.tmp.999999999"};                           // no counter field
+    for (const std::string& f : dead) write(dir, f, "partial");
+    for (const std::string& f : kept) write(dir, f, "keep");
+    CHECK(remove_abandoned_temp_files(dir.path.string()) == static_cast<int>(dead.size()));
+    CHECK(files_in(dir.path.string()) == std::set<std::string>(kept.begin(), kept.end()));
+}
+
 #ifdef TEXTCLF_BINARY
 namespace {
 
