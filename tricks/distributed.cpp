@@ -268,6 +268,11 @@ void DistributedDataParallel::synchronize() {
 
 StepResult DistributedDataParallel::train_step(TrainStepConfig& config, int64_t batch_size,
                                                const LossFn& loss_fn) {
+    return apply_gradients(config, reduce_gradients(config, batch_size, loss_fn));
+}
+
+StepResult DistributedDataParallel::reduce_gradients(TrainStepConfig& config, int64_t batch_size,
+                                                     const LossFn& loss_fn) {
     MDL_CHECK(!failed_, StateError,
               "DistributedDataParallel::train_step: an earlier collective failed; the ranks are "
               "out of step");
@@ -318,7 +323,7 @@ StepResult DistributedDataParallel::train_step(TrainStepConfig& config, int64_t 
         comm_->abort(detail::concat("rank ", rank(), " failed in train_step: ", e.what()));
         throw;
     }
-    return apply_gradients(config, part);
+    return part;
 }
 
 void DistributedDataParallel::broadcast_parameters() {

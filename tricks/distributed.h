@@ -112,6 +112,13 @@ class DistributedDataParallel {
     // rank must pass the same batch_size. config.sync_hook must be empty. StepResult::loss is the
     // mean over the ranks.
     StepResult train_step(TrainStepConfig& config, int64_t batch_size, const LossFn& loss_fn);
+    // The first half of train_step: zero_grad, the gradient half on this rank's shard (its attack
+    // perturbing and restoring its own weights) and the averaging. Afterwards every rank's .grad()
+    // holds the same averaged gradient and its weights are those before the call; returns the
+    // loss averaged over the ranks and whether any rank's attack overflowed — the same on every
+    // rank, so a check between the halves decides alike everywhere. train_step is this, then
+    // tricks::apply_gradients.
+    StepResult reduce_gradients(TrainStepConfig& config, int64_t batch_size, const LossFn& loss_fn);
 
     // Averages the gradients now (e.g. after backward passes run under no_sync()).
     void synchronize();

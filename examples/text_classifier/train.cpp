@@ -61,9 +61,6 @@ void validate(const TrainConfig& c) {
               "--replicas and --distributed are alternatives: choose one");
     MDL_CHECK(c.on_nonfinite == "stop" || c.on_nonfinite == "skip", ValueError,
               "--on-nonfinite must be stop or skip, got '", c.on_nonfinite, "'");
-    MDL_CHECK(c.on_nonfinite == "stop" || (c.replicas == 1 && !c.distributed), ValueError,
-              "--on-nonfinite skip needs one process and one replica: data parallelism steps the "
-              "optimizer inside its own train_step, before the check could skip it");
 }
 
 json to_json(const TrainConfig& c) {
@@ -424,19 +421,28 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
         gather_batch(train, std::span<const int64_t>(order).subspan(start, len), device_, mb);
         tricks::StepResult r;
         std::string nonfinite;  // what was not finite ("" when all was)
-        if (ddp_ || dp_) {
-            r = ddp_ ? ddp_->train_step(step, mb.size, loss_fn)
-                     : dp_->train_step(step, mb.size, replica_loss_fn);
-            if (!scaler_) nonfinite = nonfinite_part(r, optimizer_->parameters());
-        } else if (!scaler_) {
-            // train_step's two halves (tricks/train_step.h) with the check between them, so that
-            // a skipped batch reaches no weight, moment, EMA or schedule.
-            optimizer_->zero_grad();
-            r = tricks::accumulate_gradients(step, mb.size, loss_fn);
-            nonfinite = nonfinite_part(r, optimizer_->parameters());
-            if (nonfinite.empty()) r = tricks::apply_gradients(step, r);
+        if (scaler_) {          // the scaler skips non-finite steps itself
+            r = ddp_  ? ddp_->train_step(step, mb.size, loss_fn)
+                : dp_ ? dp_->train_step(step, mb.size, replica_loss_fn)
+                      : tricks::train_step(step, mb.size, loss_fn);
         } else {
-            r = tricks::train_step(step, mb.size, loss_fn);  // the scaler skips non-finite steps
+            // train_step's two halves (tricks/train_step.h) with the check between them, so that
+            // a skipped batch reaches no weight, moment, EMA or schedule. Under data parallelism
+            // the first half ends with the reduction: every replica or rank checks the same
+            // reduced gradient and loss, so all of them skip, or stop, alike.
+            if (ddp_) {
+                r = ddp_->reduce_gradients(step, mb.size, loss_fn);
+            } else if (dp_) {
+                r = dp_->reduce_gradients(step, mb.size, replica_loss_fn);
+            } else {
+                optimizer_->zero_grad();
+                r = tricks::accumulate_gradients(step, mb.size, loss_fn);
+            }
+            nonfinite = nonfinite_part(r, optimizer_->parameters());
+            if (nonfinite.empty()) {
+                r = tricks::apply_gradients(step, r);
+                if (dp_) dp_->sync_replicas();  // the replicas take the primary's new weights
+            }
         }
         ++global_step_;
         ++epoch_steps_;

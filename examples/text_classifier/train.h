@@ -28,8 +28,9 @@
 // core/finite.h) are checked. --on-nonfinite stop (the default) throws NonFiniteError naming the
 // epoch and the global step; skip leaves that batch out: no weight, Adam moment, EMA, SWA or
 // schedule changes, its loss is left out of the epoch's mean, and it is counted
-// (EpochRecord::nonfinite_skipped). Data parallelism runs both halves of the step inside its own
-// train_step, so there the check comes after the step: stop only.
+// (EpochRecord::nonfinite_skipped). Under --replicas and --distributed the check reads the reduced
+// gradient and the averaged loss (DataParallel / DistributedDataParallel::reduce_gradients), the
+// same on every replica and rank, so all of them stop or skip alike.
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,13 @@
 // tests/dp/ddp_runs.h — one rank's training run under DistributedDataParallel, driven in each of
-// the three ways distributed.h offers; shared by the thread-rank tests (test_distributed.cpp),
+// the ways distributed.h offers; shared by the thread-rank tests (test_distributed.cpp),
 // the MPI programs (mpi_tests.cpp) and the GPU suite.
 #pragma once
 
+#include <cmath>
 #include <memory>
 
 #include "core/comm.h"
+#include "core/finite.h"
 #include "tests/dp/dp_support.h"
 #include "tricks/distributed.h"
 #include "tricks/grad_accum.h"
@@ -13,9 +15,11 @@
 namespace minidl::test {
 
 enum class DDPMode {
-    TrainStep,  // ddp.train_step (per-rank attacks, one averaging per step)
-    SyncHook,   // tricks::train_step with cfg.sync_hook = ddp.sync_hook()
-    Backward,   // the hand-written loop: no_sync() micro-steps, backward(), optimizer.step()
+    TrainStep,      // ddp.train_step (per-rank attacks, one averaging per step)
+    Halves,         // its two halves: ddp.reduce_gradients, then tricks::apply_gradients
+    SkipNonFinite,  // the halves with a check between: a non-finite loss or gradient skips
+    SyncHook,       // tricks::train_step with cfg.sync_hook = ddp.sync_hook()
+    Backward,       // the hand-written loop: no_sync() micro-steps, backward(), optimizer.step()
 };
 
 struct DDPRank {
@@ -63,6 +67,15 @@ inline DDPRank ddp_rank_run(const DPTask& task, const RunOptions& o, TinyModel& 
         double loss = 0;
         if (mode == DDPMode::TrainStep) {
             loss = ddp.train_step(cfg, per_rank, loss_fn).loss;
+        } else if (mode == DDPMode::SkipNonFinite) {
+            const tricks::StepResult r = ddp.reduce_gradients(cfg, per_rank, loss_fn);
+            loss = r.loss;
+            if (std::isfinite(r.loss) && grads_all_finite(opt.parameters()))
+                tricks::apply_gradients(cfg, r);
+            else
+                opt.zero_grad();
+        } else if (mode == DDPMode::Halves) {
+            loss = tricks::apply_gradients(cfg, ddp.reduce_gradients(cfg, per_rank, loss_fn)).loss;
         } else if (mode == DDPMode::SyncHook) {
             loss = tricks::train_step(cfg, per_rank, loss_fn).loss;
         } else {

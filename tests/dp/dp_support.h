@@ -80,6 +80,7 @@ struct RunOptions {
     // `inf_rank` only (-1: everywhere).
     int inf_step = -1;
     int inf_rank = -1;
+    bool inject_nan = false;  // multiply that loss by NaN instead (any precision)
     uint64_t init_seed = 5;
 };
 
@@ -112,7 +113,8 @@ inline Tensor task_loss(const DPTask& task, TinyModel& net, int64_t first, int64
                         const RunOptions& o, int step, int rank, Device device = Device::cpu()) {
     const Tensor loss = task.loss(net, first, last, device);
     const bool inject = step == o.inf_step && (o.inf_rank < 0 || o.inf_rank == rank);
-    return inject ? loss * 1e30 : loss;
+    if (!inject) return loss;
+    return loss * (o.inject_nan ? std::numeric_limits<double>::quiet_NaN() : 1e30);
 }
 
 // One process, the whole batch, tricks::train_step (accum micro-batches when o.accum > 1).

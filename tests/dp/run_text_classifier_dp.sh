@@ -10,7 +10,8 @@
 #   distributed  mpirun -np 2 ... --distributed (DistributedDataParallel over MPI) prints one
 #                summary (rank 0's) and comes within 0.03 accuracy and 1e-3 relative test loss of
 #                the single-process run (each rank takes every other sample of the shuffled
-#                order, so the micro-batches differ from the single process's: not bitwise).
+#                order, so the micro-batches differ from the single process's: not bitwise);
+#                and with a NaN loss on both ranks, --on-nonfinite stop and skip end alike.
 # Every 10-epoch run also has to beat the majority class by far (accuracy >= 0.85 on this sample).
 set -u
 mode=$1
@@ -71,6 +72,27 @@ case "$mode" in
       d = a - b; if (d < 0) d = -d; e = (l - m) / l; if (e < 0) e = -e
       exit !(d <= 0.03 && e <= 1e-3) }' ||
       fail "2 processes: accuracy $acc2, loss $loss2; 1 process: $acc1, $loss1"
+    # A non-finite step under DDP: Adam at lr 1e38 overflows the weights in step 1, so step 2's
+    # averaged loss is NaN on both ranks. stop: the run ends naming step 2, before its update.
+    # skip: the ranks skip every later step alike (a rank out of step would hang the other until
+    # the timeout) and rank 0, the writer, refuses to write the overflowed weights. (mpirun may
+    # end the other rank before it prints, so one message is required, not two.)
+    for policy in stop skip; do
+      out=$(timeout 60 "$mpirun" --allow-run-as-root --oversubscribe -np 2 "$binary" \
+        --data "$sample" --threads 1 --json --quiet --distributed --epochs 1 --lr 1e38 \
+        --on-nonfinite $policy \
+        --out "$work/nonfinite_$policy" 2>&1)
+      rc=$?
+      [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || { echo "$out"; fail "--on-nonfinite $policy: exit $rc"; }
+      if [ $policy = stop ]; then
+        expected="non-finite loss (NaN) at epoch 1, global step 2"
+      else
+        expected="refusing to write it"
+      fi
+      grep -q -F "$expected" <<<"$out" || { echo "$out"; fail "--on-nonfinite $policy: no '$expected'"; }
+      [ ! -e "$work/nonfinite_$policy/model.safetensors" ] || fail "$policy wrote a model"
+      echo "2 processes, --on-nonfinite $policy: $expected"
+    done
     ;;
   *) fail "unknown mode $mode" ;;
 esac

@@ -12,6 +12,7 @@
 #include <numeric>
 #include <set>
 
+#include "core/finite.h"
 #include "nn/linear.h"
 #include "tests/dp/ddp_runs.h"
 #include "tests/dp/rank_threads.h"
@@ -47,7 +48,8 @@ TEST_CASE("dp/ddp: 2 ranks equal 1 process on the full batch after each of 5 ste
     RunOptions accum = o;
     accum.accum = 2;
     const Trajectory full = reference_run(task, o), halves = reference_run(task, accum);
-    for (DDPMode mode : {DDPMode::TrainStep, DDPMode::SyncHook, DDPMode::Backward}) {
+    for (DDPMode mode :
+         {DDPMode::TrainStep, DDPMode::Halves, DDPMode::SyncHook, DDPMode::Backward}) {
         CAPTURE(static_cast<int>(mode));
         const auto ranks = ddp_threads(2, o, mode);
         for (const DDPRank& rank : ranks) {
@@ -64,7 +66,7 @@ TEST_CASE("dp/ddp: 2 ranks equal 1 process on the full batch after each of 5 ste
             if (mode != DDPMode::Backward) CHECK(all_bitwise(rank.trajectory.ema, halves.ema));
         }
         // train_step averages the loss over the ranks; the other two report their own.
-        if (mode == DDPMode::TrainStep)
+        if (mode == DDPMode::TrainStep || mode == DDPMode::Halves)
             CHECK(ranks[0].trajectory.losses == ranks[1].trajectory.losses);
     }
 }
@@ -117,7 +119,7 @@ TEST_CASE("dp/ddp: an overflow on one rank skips the step on all ranks (AMP)") {
     RunOptions accum = o;
     accum.accum = 2;
     const Trajectory ref = reference_run(task, accum);
-    for (DDPMode mode : {DDPMode::TrainStep, DDPMode::SyncHook}) {
+    for (DDPMode mode : {DDPMode::TrainStep, DDPMode::Halves, DDPMode::SyncHook}) {
         const auto ranks = ddp_threads(2, o, mode);
         for (const DDPRank& rank : ranks) {
             CHECK(rank.trajectory.steps_taken == 4);
@@ -128,6 +130,36 @@ TEST_CASE("dp/ddp: an overflow on one rank skips the step on all ranks (AMP)") {
             CHECK(all_bitwise(rank.trajectory.ema, ref.ema));
         }
     }
+}
+
+TEST_CASE("dp/ddp: a NaN on one rank reaches every rank's reduced gradient, all skip alike") {
+    // reduce_gradients, a finiteness check, apply_gradients: what text_classifier's
+    // --on-nonfinite does under --distributed. The NaN loss of rank 1 at step 2 survives the
+    // average, so both ranks see it and skip that step: they stay bitwise equal, step 2 changes
+    // no weight, and the other steps are exactly those of the reference run from the same state.
+    const DPTask task;
+    RunOptions o;
+    o.inf_step = 2;
+    o.inf_rank = 1;
+    o.inject_nan = true;
+    const auto ranks = ddp_threads(2, o, DDPMode::SkipNonFinite);
+    RunOptions accum;
+    accum.accum = 2;
+    accum.steps = 2;
+    const Trajectory before = reference_run(task, accum);  // steps 0 and 1 as in the ranks' run
+    for (const DDPRank& rank : ranks) {
+        CHECK(rank.identical_every_step);
+        CHECK(rank.trajectory.steps_taken == o.steps - 1);
+        CHECK(std::isnan(rank.trajectory.losses[2]));
+        CHECK(all_bitwise(rank.trajectory.weights[0], before.weights[0]));
+        CHECK(all_bitwise(rank.trajectory.weights[1], before.weights[1]));
+        CHECK(all_bitwise(rank.trajectory.weights[2], rank.trajectory.weights[1]));
+        CHECK_FALSE(all_bitwise(rank.trajectory.weights[3], rank.trajectory.weights[2]));
+        for (const std::vector<Tensor>& w : rank.trajectory.weights)
+            for (const Tensor& t : w)
+                CHECK(all_finite(t));
+    }
+    CHECK(all_bitwise(ranks[0].trajectory.weights.back(), ranks[1].trajectory.weights.back()));
 }
 
 TEST_CASE("dp/ddp: train_step attacks each rank with its own gradient, like DataParallel") {
