@@ -25,7 +25,10 @@ void set_state(bool enabled, DType dtype) {
 }
 
 Tensor cast_low(const Tensor& x) {
-    if (!tls_enabled || !x.defined() || !is_floating(x.dtype())) return x;
+    // float64 is left alone, as PyTorch's autocast does (it casts only "eligible" tensors).
+    if (!tls_enabled || !x.defined() || !is_floating(x.dtype()) || x.dtype() == DType::F64 ||
+        x.dtype() == tls_dtype)
+        return x;
     return x.to(tls_dtype);
 }
 

@@ -45,6 +45,17 @@ constexpr bool is_half(DType t) {
     return t == DType::F16 || t == DType::BF16;
 }
 
+// The dtype that a binary op on floating operands of dtypes a and b computes in and returns:
+// PyTorch's type promotion for tensors of the same category (torch.promote_types) — the wider of
+// the two, where f16 and bf16 (neither holds the other: f16 has more mantissa, bf16 more exponent)
+// meet in f32. I64 only with I64 (the floating ops reject integer operands anyway).
+constexpr DType promote_types(DType a, DType b) {
+    if (a == b) return a;
+    if (a == DType::I64 || b == DType::I64) return DType::I64;  // not floating; callers reject it
+    if (a == DType::F64 || b == DType::F64) return DType::F64;
+    return DType::F32;  // f32 with a 16-bit format, or f16 with bf16
+}
+
 // Lower-case name used in messages: "f32", "bf16", "i64".
 constexpr std::string_view dtype_name(DType t) {
     switch (t) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/kernels.h"
 #include "ops/check_args.h"
@@ -87,8 +88,11 @@ void Kernels::attention_backward(const Tensor&, const Tensor&, const Tensor&, co
     MDL_ASSERT(false, "attention_backward: this kernel table has no fused attention");
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                     const AttentionOptions& options) {
+    // Under autocast: in the low dtype, as PyTorch's list has it (core/autocast.h).
+    const Tensor q = autocast::cast_low(q_in), k = autocast::cast_low(k_in),
+                 v = autocast::cast_low(v_in);
     Prepared p = prepare(q, k, v, options);
     Kernels& kernels = kernels_for(q.device());
     if (!kernels.has_fused_attention()) return attention_composite(q, k, v, options);

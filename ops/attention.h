@@ -28,7 +28,8 @@
 //
 // Shapes: q [B, H, Lq, D], k and v [B, H, Lk, D], key_mask [B, Lk] (1 = attend, 0 = padding,
 // Hugging Face's attention_mask; any dtype), causal needs Lq == Lk. Output [B, H, Lq, D], the
-// dtype of q (F16/BF16 compute in float). On CUDA, until its fused kernel lands, the op runs as
+// dtype of q (F16/BF16 compute in float). Under autocast q, k and v are cast to the low dtype
+// first (PyTorch's autocast list). On CUDA, until its fused kernel lands, the op runs as
 // the composite of matmul, softmax and dropout (it then holds the [B, H, Lq, Lk] scores).
 #pragma once
 

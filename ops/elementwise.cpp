@@ -4,8 +4,19 @@
 // and ops/cuda/elementwise.cu, one switch each). Binary ops with broadcasting, out = a (op) b:
 //   add: da = dy,        db = dy          sub: da = dy,       db = -dy
 //   mul: da = dy * b,    db = dy * a      div: da = dy / b,   db = -dy * out / b
-//   maximum: da = dy [a >= b], db = dy [a < b]    minimum: da = dy [a <= b], db = dy [a > b]
-// each then summed back over the dims that broadcasting stretched (sum_to_shape).
+//   maximum: da = dy ([a > b] + [a == b] / 2),  db = dy ([a < b] + [a == b] / 2)
+//   minimum: da = dy ([a < b] + [a == b] / 2),  db = dy ([a > b] + [a == b] / 2)
+// each then summed back over the dims that broadcasting stretched (sum_to_shape). A tie splits the
+// gradient evenly, as PyTorch's maximum/minimum do (the subgradient that favours neither side).
+// clamp(x, lo, hi) = min(max(x, lo), hi) is not their composition for the gradient: as PyTorch's
+// clamp, x gets dy wherever lo <= x <= hi (bounds included), lo where x < lo, hi where it wins.
+//
+// Type promotion (PyTorch's): operands of different floating dtypes are computed in, and return,
+// promote_types(a, b) (core/dtype.h) — the wider one, f16 with bf16 in f32 — inside and outside
+// autocast. The narrower operand goes through a differentiable to(), so each input's gradient
+// comes back in its own dtype. Tensor-scalar ops keep the tensor's dtype, as a Python scalar does.
+//
+// Under autocast (core/autocast.h) exp, log, pow, rdiv run in f32 (PyTorch's f32 list).
 #include "ops/elementwise.h"
 
 #include "core/autocast.h"
@@ -28,9 +39,12 @@ void check_pair(const char* op, const Tensor& a, const Tensor& b) {
     check_floating(op, b);
     MDL_CHECK(a.device() == b.device(), DeviceError, op, ": operands on different devices, a on ",
               a.device(), " b on ", b.device());
-    MDL_CHECK(a.dtype() == b.dtype(), DTypeError, op,
-              ": operands of different dtypes, a=", a.dtype(), " b=", b.dtype(),
-              " (convert one with .to())");
+}
+
+// x in dtype t: itself, or a differentiable to(t) whose backward returns the gradient in x's own
+// dtype.
+Tensor promoted(const Tensor& x, DType t) {
+    return x.dtype() == t ? x : x.to(t);
 }
 
 // The gradient g of a broadcast result, summed back to `shape`.
@@ -86,13 +100,17 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, const char*
     return out;
 }
 
-// 1 where a >= b, else 0, in a's dtype and the broadcast shape (not differentiable).
+// 1 where a >= b, else 0, in a's dtype and the broadcast shape (not differentiable; a and b share
+// their dtype: the saved, promoted operands of maximum/minimum).
 Tensor greater_equal(const Tensor& a, const Tensor& b) {
     NoGradGuard no_grad;
     return binary_forward(BinaryOp::GreaterEqual, a, b, "greater_equal");
 }
 
-Tensor binary_op(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+Tensor binary_op(const char* name, BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
+    check_pair(name, a_in, b_in);
+    const DType common = promote_types(a_in.dtype(), b_in.dtype());
+    const Tensor a = promoted(a_in, common), b = promoted(b_in, common);
     Tensor out = binary_forward(op, a, b, name);
     if (!autograd::should_record({a, b})) return out;
     const Shape sa = a.shape(), sb = b.shape();
@@ -125,14 +143,15 @@ Tensor binary_op(const char* name, BinaryOp op, const Tensor& a, const Tensor& b
                                  break;
                              case BinaryOp::Maximum:
                              case BinaryOp::Minimum: {
-                                 // mask_a = [a >= b] for maximum, [b >= a] (i.e. a <= b) for
-                                 // minimum.
-                                 const Tensor mask_a =
-                                     op == BinaryOp::Maximum
-                                         ? greater_equal(saved_a.get(), saved_b.get())
-                                         : greater_equal(saved_b.get(), saved_a.get());
-                                 if (needs[0]) ga = mul(gy, mask_a);
-                                 if (needs[1]) gb = mul(gy, rsub(1.0, mask_a));
+                                 // ge = [a >= b], le = [a <= b]; the winner's share is
+                                 // (ge + 1 - le) / 2 for maximum: 1 above, 1/2 at a tie, 0 below.
+                                 const Tensor ge = greater_equal(saved_a.get(), saved_b.get());
+                                 const Tensor le = greater_equal(saved_b.get(), saved_a.get());
+                                 const Tensor share_a = op == BinaryOp::Maximum
+                                                            ? mul(add(ge, rsub(1.0, le)), 0.5)
+                                                            : mul(add(le, rsub(1.0, ge)), 0.5);
+                                 if (needs[0]) ga = mul(gy, share_a);
+                                 if (needs[1]) gb = mul(gy, rsub(1.0, share_a));
                                  break;
                              }
                              case BinaryOp::GreaterEqual:
@@ -180,11 +199,12 @@ Tensor div(const Tensor& a, double s) {
 Tensor rsub(double s, const Tensor& a) {
     return unary_op("rsub", UnaryOp::RSubScalar, a, s);
 }
+// rdiv (PyTorch's __rdiv__, reciprocal) and pow run in f32 under autocast.
 Tensor rdiv(double s, const Tensor& a) {
-    return unary_op("rdiv", UnaryOp::RDivScalar, a, s);
+    return unary_op("rdiv", UnaryOp::RDivScalar, autocast::cast_float(a), s);
 }
 Tensor pow(const Tensor& a, double exponent) {
-    return unary_op("pow", UnaryOp::PowScalar, a, exponent);
+    return unary_op("pow", UnaryOp::PowScalar, autocast::cast_float(a), exponent);
 }
 
 Tensor neg(const Tensor& x) {
@@ -221,10 +241,37 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor clamp(const Tensor& x, const Tensor& lo, const Tensor& hi) {
-    Tensor y = minimum(maximum(x, lo), hi);
+    Tensor y;
+    {
+        NoGradGuard no_grad;
+        y = minimum(maximum(x, lo), hi);
+    }
     MDL_CHECK(y.shape() == x.shape(), ShapeError, "clamp: bounds of shapes ", shape_str(lo.shape()),
               " and ", shape_str(hi.shape()), " do not broadcast to x's shape ",
               shape_str(x.shape()));
+    // Recorded on the promoted inputs, whose to() returns each gradient in its input's dtype.
+    const DType common = y.dtype();
+    const Tensor px = promoted(x, common), plo = promoted(lo, common), phi = promoted(hi, common);
+    if (!autograd::should_record({px, plo, phi})) return y;
+    const Shape sx = x.shape(), slo = lo.shape(), shi = hi.shape();
+    const SavedTensor saved_x(px, "clamp"), saved_lo(plo, "clamp"), saved_hi(phi, "clamp");
+    autograd::record("clamp", {px, plo, phi}, y,
+                     [sx, slo, shi, saved_x, saved_lo, saved_hi](const Tensor& gy,
+                                                                 const std::vector<bool>& needs) {
+                         // above_lo = [x >= lo]; under_hi = [max(x, lo) <= hi]: hi loses. x passes
+                         // where both hold, lo where x < lo and hi loses, hi wherever it wins (also
+                         // when lo > hi).
+                         const Tensor xv = saved_x.get(), lov = saved_lo.get(),
+                                      hiv = saved_hi.get();
+                         const Tensor above_lo = greater_equal(xv, lov);
+                         const Tensor under_hi = greater_equal(hiv, maximum(xv, lov));
+                         std::vector<Tensor> g(3);
+                         if (needs[0]) g[0] = sum_to_shape(mul(gy, mul(above_lo, under_hi)), sx);
+                         if (needs[1])
+                             g[1] = sum_to_shape(mul(gy, mul(rsub(1.0, above_lo), under_hi)), slo);
+                         if (needs[2]) g[2] = sum_to_shape(mul(gy, rsub(1.0, under_hi)), shi);
+                         return g;
+                     });
     return y;
 }
 

@@ -1,8 +1,9 @@
 // ops/elementwise.h — elementwise arithmetic and activations, differentiable.
 //
 // Binary ops broadcast NumPy-style; their backward sums the gradient back to each input's shape.
-// Both operands must share dtype and device (no implicit promotion: say what you mean with .to()).
-// A Tensor-scalar op keeps the tensor's dtype.
+// Operands must share the device; of different floating dtypes they promote to the wider one
+// (core/dtype.h's promote_types: f16 with bf16 gives f32), and each input's gradient comes back in
+// its own dtype. A Tensor-scalar op keeps the tensor's dtype.
 #pragma once
 
 #include "core/tensor.h"
@@ -15,8 +16,9 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
-Tensor maximum(const Tensor& a, const Tensor& b);  // gradient to a where a >= b (ties: a)
-Tensor minimum(const Tensor& a, const Tensor& b);  // gradient to a where a <= b (ties: a)
+// A tie splits the gradient evenly between a and b, as in PyTorch.
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
 
 Tensor add(const Tensor& a, double s);
 Tensor sub(const Tensor& a, double s);
@@ -36,7 +38,8 @@ Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x, GeluApproximation approximate = GeluApproximation::None);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
-// min(max(x, lo), hi) elementwise against tensors broadcast to x's shape (AWP's trust region).
+// min(max(x, lo), hi) elementwise against tensors broadcast to x's shape (AWP's trust region);
+// the gradient reaches x wherever lo <= x <= hi, bounds included (PyTorch's clamp).
 Tensor clamp(const Tensor& x, const Tensor& lo, const Tensor& hi);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) {

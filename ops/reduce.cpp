@@ -45,7 +45,9 @@ Tensor expand_grad(const Tensor& gy, const Shape& shape, DimSplit split, double 
 Tensor reduce_sum_mean(const char* name, ReduceOp op, const Tensor& x_in, int64_t dim, bool all,
                        bool keepdim) {
     check_floating(name, "x", x_in);
-    const Tensor x = autocast::cast_float(x_in);
+    // Under autocast sum runs in f32, mean in its input's dtype (PyTorch's lists: core/autocast.h);
+    // the kernels accumulate 16-bit inputs in float either way.
+    const Tensor x = op == ReduceOp::Sum ? autocast::cast_float(x_in) : x_in;
     const int64_t d = all ? 0 : normalize_dim(dim, x.dim(), name);
     const DimSplit split = all ? DimSplit{1, x.numel(), 1} : split_at(x.shape(), d);
     const Shape out_shape = all ? Shape{} : reduced_shape(x.shape(), d, keepdim);
@@ -129,8 +131,9 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
     return reduce_max(x, dim, false, keepdim).second;
 }
 
-Tensor norm(const Tensor& x) {
-    check_floating("norm", "x", x);
+Tensor norm(const Tensor& x_in) {
+    check_floating("norm", "x", x_in);
+    const Tensor x = autocast::cast_float(x_in);  // f32 under autocast (PyTorch's list)
     const double n = std::sqrt(kernels_for(x.device()).sum_squares({x}));
     Tensor out = Tensor::scalar(n, x.dtype(), x.device());
     if (autograd::should_record({x})) {

@@ -89,6 +89,27 @@ TEST_CASE("ops/gradcheck: clamp routes the gradient inside the bounds only") {
     gradcheck([&](auto& v) { return clamp(v[0], lo, hi); }, {x}, {}, "clamp");
 }
 
+TEST_CASE("ops/gradcheck: at a tie and on clamp's bounds the gradient is PyTorch's") {
+    // torch.maximum/minimum split a tie's gradient evenly; torch.clamp passes it to x on the
+    // bounds themselves, to lo below them and to hi above (values from torch 1.13).
+    Tensor a = Tensor::from_vector(std::vector<double>{1.0, 2.0, 3.0}, {3}, DType::F64);
+    Tensor b = Tensor::from_vector(std::vector<double>{1.0, 5.0, 0.0}, {3}, DType::F64);
+    a.set_requires_grad(true);
+    b.set_requires_grad(true);
+    sum(maximum(a, b) + minimum(a, b) * 3.0).backward();
+    CHECK(a.grad().to_vector<double>() == std::vector<double>{2.0, 3.0, 1.0});
+    CHECK(b.grad().to_vector<double>() == std::vector<double>{2.0, 1.0, 3.0});
+
+    Tensor x = Tensor::from_vector(std::vector<double>{-0.5, 0.5, 0.0, -2.0, 2.0}, {5}, DType::F64);
+    Tensor lo = Tensor::full({5}, -0.5, DType::F64), hi = Tensor::full({5}, 0.5, DType::F64);
+    for (Tensor* t : {&x, &lo, &hi})
+        t->set_requires_grad(true);
+    sum(clamp(x, lo, hi)).backward();
+    CHECK(x.grad().to_vector<double>() == std::vector<double>{1, 1, 1, 0, 0});
+    CHECK(lo.grad().to_vector<double>() == std::vector<double>{0, 0, 0, 1, 0});
+    CHECK(hi.grad().to_vector<double>() == std::vector<double>{0, 0, 0, 0, 1});
+}
+
 TEST_CASE("ops/gradcheck: reductions over all elements and over each dim") {
     Tensor x = rand64({3, 4, 5}, 7);
     gradcheck([](auto& v) { return sum(v[0]); }, {x}, {}, "sum all");
