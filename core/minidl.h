@@ -21,6 +21,7 @@
 #include "core/tensor.h"
 #include "nn/activation.h"
 #include "nn/batch_norm.h"
+#include "nn/bert.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
 #include "nn/init.h"

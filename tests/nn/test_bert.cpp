@@ -1,0 +1,278 @@
+// tests/nn/test_bert.cpp — the BERT encoder (nn/bert.h): one layer against PyTorch's
+// TransformerEncoderLayer (bert_layer.json: output, the input's and every parameter's gradient,
+// padded keys), float64 gradchecks of a layer and of the whole classifier, the Hugging Face
+// names, the initialisation, clones, autocast, and bad arguments.
+//
+// Tolerance against PyTorch: rtol 1e-4, atol 1e-5 (f32, different summation orders).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <set>
+#include <string>
+
+#include "core/check.h"
+#include "nn/bert.h"
+#include "ops/ops.h"
+#include "tests/support/compare.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/gradcheck.h"
+#include "tricks/amp.h"
+
+using namespace minidl;
+using namespace minidl::test;
+
+namespace {
+
+nn::BertConfig small_config() {
+    nn::BertConfig c;
+    c.vocab_size = 11;
+    c.hidden_size = 8;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.intermediate_size = 16;
+    c.max_position_embeddings = 6;
+    c.hidden_dropout_prob = 0;
+    c.attention_probs_dropout_prob = 0;
+    c.num_labels = 3;
+    return c;
+}
+
+// [B, L] ids (I64) and the key mask of rows of `lengths` real tokens, padded with id 0.
+std::pair<Tensor, Tensor> batch(const std::vector<std::vector<int64_t>>& rows, int64_t L) {
+    std::vector<int64_t> ids, mask;
+    for (const auto& row : rows)
+        for (int64_t j = 0; j < L; ++j) {
+            const bool real = j < static_cast<int64_t>(row.size());
+            ids.push_back(real ? row[j] : 0);
+            mask.push_back(real ? 1 : 0);
+        }
+    const auto B = static_cast<int64_t>(rows.size());
+    return {Tensor::from_vector(ids, {B, L}), Tensor::from_vector(mask, {B, L})};
+}
+
+}  // namespace
+
+TEST_CASE("nn/bert: one layer matches torch.nn.TransformerEncoderLayer (bert_layer.json)") {
+    const json fx = load_fixture("bert_layer");
+    nn::BertConfig c = small_config();
+    c.hidden_size = fx.at("config").at("hidden_size");
+    c.num_attention_heads = fx.at("config").at("num_attention_heads");
+    c.intermediate_size = fx.at("config").at("intermediate_size");
+    nn::BertLayer layer(c);
+    StateDict sd;
+    for (const auto& [name, value] : fx.at("parameters").items())
+        sd.tensors[name] = tensor_from_json(value, DType::F32);
+    layer.load_state_dict(sd);  // strict: the names are exactly the layer's
+    Tensor h = tensor_from_json(fx.at("input"), DType::F32).set_requires_grad();
+    const Tensor mask = tensor_from_json(fx.at("key_mask"));
+    const Tensor out = layer.forward(h, mask);
+    double worst = check_close(out, values_from_json(fx.at("output")), 1e-4, 1e-5, "output");
+    sum(mul(out, tensor_from_json(fx.at("upstream"), DType::F32))).backward();
+    worst = std::max(
+        worst, check_close(h.grad(), values_from_json(fx.at("grad_input")), 1e-4, 1e-5, "dh"));
+    int checked = 0;
+    for (const auto& [name, p] : layer.named_parameters()) {
+        CAPTURE(name);
+        worst = std::max(worst, check_close(p.grad(), values_from_json(fx.at("gradients").at(name)),
+                                            1e-4, 1e-5, name));
+        ++checked;
+    }
+    CHECK(checked == 16);
+    MESSAGE("bert_layer: max relative error " << worst);
+}
+
+TEST_CASE("nn/bert: float64 gradcheck of a layer with padding, every parameter") {
+    nn::BertConfig c = small_config();
+    c.hidden_size = 4;
+    c.intermediate_size = 6;
+    manual_seed(21);
+    nn::BertLayer layer(c);
+    layer.to(DType::F64);
+    // Nudge every parameter off its initial value (biases 0, LayerNorm 1/0 would hide terms).
+    uint64_t seed = 100;
+    for (auto& [name, p] : layer.named_parameters()) {
+        NoGradGuard no_grad;
+        p.add_(rand64(p.shape(), seed++, -0.3, 0.3).detach());
+    }
+    const Tensor h = rand64({2, 3, 4}, 7);
+    const Tensor mask = Tensor::from_vector(std::vector<int64_t>{1, 1, 1, 1, 1, 0}, {2, 3});
+    const Tensor w = rand64({2, 3, 4}, 8).detach();
+    std::vector<Tensor> inputs = {h};
+    for (auto& [name, p] : layer.named_parameters())
+        inputs.push_back(p);
+    CHECK(gradcheck(
+        [&](const std::vector<Tensor>& in) { return sum(mul(layer.forward(in[0], mask), w)); },
+        inputs, {}, "BertLayer"));
+}
+
+TEST_CASE("nn/bert: float64 gradcheck of the classifier's loss, embeddings to classifier") {
+    nn::BertConfig c = small_config();
+    c.hidden_size = 4;
+    c.intermediate_size = 6;
+    c.num_hidden_layers = 1;
+    manual_seed(22);
+    nn::BertForSequenceClassification model(c);
+    model.to(DType::F64);
+    uint64_t seed = 200;
+    for (auto& [name, p] : model.named_parameters()) {
+        NoGradGuard no_grad;
+        p.add_(rand64(p.shape(), seed++, -0.3, 0.3).detach());
+    }
+    const auto [ids, mask] = batch({{2, 5, 7}, {3, 9}}, 3);
+    const Tensor labels = Tensor::from_vector(std::vector<int64_t>{1, 2}, {2});
+    std::vector<Tensor> inputs;
+    for (auto& [name, p] : model.named_parameters())
+        inputs.push_back(p);
+    CHECK(gradcheck(
+        [&](const std::vector<Tensor>&) { return cross_entropy(model.forward(ids, mask), labels); },
+        inputs, {}, "BertForSequenceClassification"));
+}
+
+TEST_CASE("nn/bert: parameter names are Hugging Face's BertForSequenceClassification keys") {
+    nn::BertForSequenceClassification model(small_config());
+    std::set<std::string> names;
+    for (const auto& [name, p] : model.named_parameters())
+        names.insert(name);
+    std::set<std::string> expected = {"bert.embeddings.word_embeddings.weight",
+                                      "bert.embeddings.position_embeddings.weight",
+                                      "bert.embeddings.token_type_embeddings.weight",
+                                      "bert.embeddings.LayerNorm.weight",
+                                      "bert.embeddings.LayerNorm.bias",
+                                      "bert.pooler.dense.weight",
+                                      "bert.pooler.dense.bias",
+                                      "classifier.weight",
+                                      "classifier.bias"};
+    for (int i = 0; i < 2; ++i)
+        for (const char* suffix :
+             {"attention.self.query", "attention.self.key", "attention.self.value",
+              "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
+              "output.dense", "output.LayerNorm"})
+            for (const char* kind : {".weight", ".bias"})
+                expected.insert("bert.encoder.layer." + std::to_string(i) + "." + suffix + kind);
+    CHECK(names == expected);
+    CHECK(model.state_dict().tensors.size() == expected.size());                 // no buffers
+    CHECK(model.bert->layers[1]->intermediate->weight.shape() == Shape{16, 8});  // [out, in]
+    CHECK(model.classifier->weight.shape() == Shape{3, 8});
+}
+
+TEST_CASE("nn/bert: Hugging Face's initialisation, the [PAD] row 0 and without gradient") {
+    nn::BertConfig c;  // BERT-Tiny with a 30522-row table: enough draws for the statistics
+    manual_seed(5);
+    nn::BertForSequenceClassification model(c);
+    for (const auto& [name, p] : model.named_parameters()) {
+        CAPTURE(name);
+        const std::vector<double> v = p.to_vector<double>();
+        const bool norm = name.find("LayerNorm") != std::string::npos;
+        const bool is_bias = name.size() > 5 && name.substr(name.size() - 5) == ".bias";
+        if (norm || is_bias) {
+            const double want = norm && !is_bias ? 1.0 : 0.0;
+            for (double x : v)
+                REQUIRE(x == want);
+            continue;
+        }
+        double s = 0, s2 = 0;
+        for (double x : v) {
+            s += x;
+            s2 += x * x;
+        }
+        const double n = static_cast<double>(v.size());
+        const double mean = s / n, sd = std::sqrt(s2 / n - mean * mean);
+        // N(0, 0.02): the sample sd and mean within 4 standard errors (sd / sqrt(2n), sd /
+        // sqrt(n)).
+        CHECK(std::abs(sd / 0.02 - 1) <= 4 / std::sqrt(2 * n) + 1e-3);
+        CHECK(std::abs(mean) <= 4 * 0.02 / std::sqrt(n));
+    }
+    const Tensor& word = model.bert->embeddings->word_embeddings->weight;
+    for (double x : word.narrow0(0, 1).to_vector<double>())
+        CHECK(x == 0.0);
+    // A batch of [PAD] and real ids: row 0 of the table gets no gradient.
+    const auto [ids, mask] = batch({{2, 7, 0}, {0, 9}}, 3);
+    cross_entropy(model.forward(ids, mask), Tensor::from_vector(std::vector<int64_t>{0, 1}, {2}))
+        .backward();
+    for (double g : word.grad().narrow0(0, 1).to_vector<double>())
+        CHECK(g == 0.0);
+    CHECK(global_l2_norm({word.grad().narrow0(7, 1)}) > 0);
+}
+
+TEST_CASE("nn/bert: padding does not change the real tokens' outputs") {
+    // The key mask keeps padded keys out of every real query's softmax: the same rows with more
+    // padding (and other ids in it) give the same [CLS] logits.
+    manual_seed(9);
+    nn::BertForSequenceClassification model(small_config());
+    const auto [ids3, mask3] = batch({{2, 5, 7}, {3, 9}}, 3);
+    const auto [ids5, mask5] = batch({{2, 5, 7}, {3, 9}}, 5);
+    Tensor ids5_noise = ids5.clone();
+    {
+        NoGradGuard no_grad;
+        ids5_noise.narrow0(1, 1).view({5}).copy_(
+            Tensor::from_vector(std::vector<int64_t>{3, 9, 4, 4, 10}, {5}));
+    }
+    const Tensor a = model.forward(ids3, mask3);
+    check_close(model.forward(ids5, mask5), a.to_vector<double>(), 1e-5, 1e-6, "more padding");
+    check_close(model.forward(ids5_noise, mask5), a.to_vector<double>(), 1e-5, 1e-6,
+                "other ids under the mask");
+}
+
+TEST_CASE("nn/bert: a clone is bitwise the model and independent, dropout follows train()") {
+    nn::BertConfig c = small_config();
+    c.hidden_dropout_prob = 0.1;
+    c.attention_probs_dropout_prob = 0.1;
+    manual_seed(3);
+    nn::BertForSequenceClassification model(c);
+    auto copy = nn::clone(model);
+    const auto [ids, mask] = batch({{2, 5, 7}, {3, 9}}, 3);
+    model.eval();
+    copy->eval();
+    CHECK(bitwise_equal(model.forward(ids, mask), copy->forward(ids, mask)));
+    {
+        NoGradGuard no_grad;
+        copy->classifier->bias.fill_(1.0);
+    }
+    CHECK_FALSE(bitwise_equal(model.forward(ids, mask), copy->forward(ids, mask)));
+    // Training: two forwards draw two dropout masks; eval is deterministic.
+    model.train();
+    CHECK_FALSE(bitwise_equal(model.forward(ids, mask), model.forward(ids, mask)));
+}
+
+TEST_CASE("nn/bert: under bf16 autocast the model runs, the residual stream stays f32") {
+    manual_seed(4);
+    nn::BertForSequenceClassification model(small_config());
+    const auto [ids, mask] = batch({{2, 5, 7}, {3, 9}}, 3);
+    const Tensor ref = model.forward(ids, mask);
+    Tensor logits, hidden;
+    {
+        amp::Autocast autocast(DType::BF16);
+        hidden = model.bert->forward(ids, mask);
+        logits = model.forward(ids, mask);
+    }
+    CHECK(hidden.dtype() == DType::F32);   // LayerNorm's output (f32 list)
+    CHECK(logits.dtype() == DType::BF16);  // the classifier's Linear (low list)
+    check_close(logits.to(DType::F32), ref.to_vector<double>(), 3e-2, 3e-2, "bf16 vs f32");
+    cross_entropy(logits, Tensor::from_vector(std::vector<int64_t>{0, 2}, {2})).backward();
+    for (const auto& [name, p] : model.named_parameters()) {
+        CAPTURE(name);
+        CHECK(p.grad().dtype() == DType::F32);
+    }
+}
+
+TEST_CASE("nn/bert: bad configurations and inputs are errors naming what is wrong") {
+    nn::BertConfig c = small_config();
+    c.num_attention_heads = 3;
+    CHECK_THROWS_WITH_AS(nn::BertModel{c},
+                         doctest::Contains("not a multiple of num_attention_heads"), ValueError);
+    c = small_config();
+    c.hidden_dropout_prob = 1.0;
+    CHECK_THROWS_WITH_AS(nn::BertModel{c}, doctest::Contains("hidden_dropout_prob"), ValueError);
+    c = small_config();
+    c.pad_token_id = 11;
+    CHECK_THROWS_WITH_AS(nn::BertModel{c}, doctest::Contains("pad_token_id 11"), ValueError);
+    nn::BertModel model(small_config());
+    const auto [ids, mask] = batch({{2, 5, 7}}, 3);
+    CHECK_THROWS_WITH_AS(model.forward(ids.to(DType::F32), mask), doctest::Contains("i64"),
+                         ShapeError);
+    CHECK_THROWS_WITH_AS(model.forward(ids, Tensor::ones({1, 4})), doctest::Contains("key_mask"),
+                         ShapeError);
+    const auto [long_ids, long_mask] = batch({{1, 2, 3, 4, 5, 6, 7}}, 7);
+    CHECK_THROWS_WITH_AS(model.forward(long_ids, long_mask),
+                         doctest::Contains("exceed max_position_embeddings = 6"), ShapeError);
+}
