@@ -3,6 +3,7 @@
 #include "nn/bert.h"
 
 #include <string>
+#include <string_view>
 
 #include "core/check.h"
 #include "ops/attention.h"
@@ -241,6 +242,11 @@ void BertForSequenceClassification::reset() {
 
 Tensor BertForSequenceClassification::forward(const Tensor& ids, const Tensor& key_mask) {
     return classifier->forward(dropout->forward(bert->pool(bert->forward(ids, key_mask))));
+}
+
+bool takes_weight_decay(const std::string& parameter_name) {
+    const std::string_view name = parameter_name;
+    return !name.ends_with(".bias") && name.find("LayerNorm.weight") == std::string_view::npos;
 }
 
 }  // namespace minidl::nn

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/dropout.h"
@@ -170,5 +171,9 @@ class BertForSequenceClassification : public Cloneable<BertForSequenceClassifica
   private:
     BertConfig config_;
 };
+
+// Hugging Face's fine-tuning rule for AdamW's parameter groups: every parameter decays except
+// biases and LayerNorm weights (names ending in ".bias" or holding "LayerNorm.weight").
+bool takes_weight_decay(const std::string& parameter_name);
 
 }  // namespace minidl::nn
