@@ -189,6 +189,19 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
         callbacks[i]();
 }
 
+void backward_within(const Tensor& root, const Tensor& gradient) {
+    MDL_CHECK(tls_callbacks != nullptr, StateError,
+              "autograd::backward_within: no backward pass is running on this thread");
+    MDL_CHECK(root.defined() && root.requires_grad(), StateError,
+              "autograd::backward_within: the tensor does not require grad");
+    MDL_CHECK(gradient.defined() && gradient.shape() == root.shape(), ShapeError,
+              "autograd::backward_within: gradient shape ",
+              gradient.defined() ? shape_str(gradient.shape()) : std::string("(undefined)"),
+              " differs from the tensor's shape ", shape_str(root.shape()));
+    NoGradGuard no_grad;
+    run_graph(root, gradient, /*retain_graph=*/false);
+}
+
 namespace {
 
 void run_graph(const Tensor& root, const Tensor& grad_root, bool retain_graph) {

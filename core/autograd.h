@@ -130,6 +130,13 @@ void record(const char* name, std::vector<Tensor> inputs, Tensor& output, Node::
 // The engine behind Tensor::backward.
 void backward(const Tensor& root, const Tensor& gradient, bool retain_graph);
 
+// Runs the backward of `root` (gradient `gradient`, same shape) from inside a backward closure, as
+// part of the pass already running on this thread: leaves accumulate and fire their hooks as in
+// that pass, and queue_callback from them queues on that pass (activation checkpointing,
+// tricks/checkpoint.h, backpropagates its recomputed block this way). The graph is released.
+// Throws StateError outside a backward pass.
+void backward_within(const Tensor& root, const Tensor& gradient);
+
 // Accumulates g into t.grad() (+=), or makes g its gradient when t has none yet.
 void accumulate_grad(const Tensor& t, Tensor g);
 

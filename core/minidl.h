@@ -38,6 +38,7 @@
 #include "optim/sgd.h"
 #include "tricks/amp.h"
 #include "tricks/awp.h"
+#include "tricks/checkpoint.h"
 #include "tricks/data_parallel.h"
 #include "tricks/distributed.h"
 #include "tricks/ema.h"

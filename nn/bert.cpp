@@ -9,6 +9,7 @@
 #include "ops/attention.h"
 #include "ops/elementwise.h"
 #include "ops/shape_ops.h"
+#include "tricks/checkpoint.h"
 
 namespace minidl::nn {
 
@@ -217,8 +218,16 @@ void BertModel::reset() {
 Tensor BertModel::forward(const Tensor& ids, const Tensor& key_mask) {
     check_ids("BertModel", ids, key_mask);
     Tensor h = embeddings->forward(ids);
-    for (const auto& layer : layers)
-        h = layer->forward(h, key_mask);
+    for (const auto& layer : layers) {
+        if (config_.gradient_checkpointing) {
+            // The layer's dropouts draw from the default generator, which checkpoint replays.
+            h = tricks::checkpoint(
+                [layer](const std::vector<Tensor>& in) { return layer->forward(in[0], in[1]); },
+                {h, key_mask});
+        } else {
+            h = layer->forward(h, key_mask);
+        }
+    }
     return h;
 }
 

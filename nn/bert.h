@@ -58,6 +58,9 @@ struct BertConfig {
     double initializer_range = 0.02;
     int64_t pad_token_id = 0;
     int64_t num_labels = 2;
+    // Recompute each encoder layer during backward instead of keeping its activations
+    // (tricks/checkpoint.h; Hugging Face's gradient_checkpointing). Gradients are unchanged.
+    bool gradient_checkpointing = false;
 
     // Throws ValueError naming the field unless every size is positive, the hidden size splits
     // into the heads, the dropouts are in [0, 1) and pad_token_id is an id.
