@@ -232,3 +232,30 @@ TEST_CASE("tricks/checkpoint: without an input that requires grad the block runs
     sum(block({x})).backward();
     CHECK(bitwise_equal(w.grad(), via));
 }
+
+TEST_CASE("tricks/checkpoint: hooks fire once per parameter, callbacks at the end of the pass") {
+    // DistributedDataParallel's reducer relies on both: a bucket launches from a parameter's
+    // post-accumulate hook, and the callback it queues waits for every bucket once the whole
+    // backward pass is done, not when a checkpointed layer's recomputation is.
+    nn::BertForSequenceClassification model(config(true));
+    const auto params = model.named_parameters();
+    std::vector<int> fired(params.size(), 0);
+    int hooks_seen = 0, callbacks = 0, hooks_before_first_callback = -1;
+    for (size_t i = 0; i < params.size(); ++i)
+        autograd::add_post_accumulate_hook(params[i].second, [&, i](const Tensor&) {
+            ++fired[i];
+            ++hooks_seen;
+            autograd::queue_callback([&] {
+                if (callbacks++ == 0) hooks_before_first_callback = hooks_seen;
+            });
+        });
+    const Batch b = make_batch(3, 8, 12);
+    manual_seed(1);
+    cross_entropy(model.forward(b.ids, b.mask), b.labels).backward();
+    for (size_t i = 0; i < params.size(); ++i) {
+        CAPTURE(params[i].first);
+        CHECK(fired[i] == 1);
+    }
+    CHECK(callbacks == static_cast<int>(params.size()));
+    CHECK(hooks_before_first_callback == static_cast<int>(params.size()));
+}
