@@ -19,8 +19,12 @@
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 #include "tricks/amp.h"
+#include "tricks/awp.h"
 #include "tricks/checkpoint.h"
+#include "tricks/ema.h"
 #include "tricks/fgm.h"
+#include "tricks/freelb.h"
+#include "tricks/pgd.h"
 #include "tricks/train_step.h"
 
 using namespace minidl;
@@ -258,4 +262,66 @@ TEST_CASE("tricks/checkpoint: hooks fire once per parameter, callbacks at the en
     }
     CHECK(callbacks == static_cast<int>(params.size()));
     CHECK(hooks_before_first_callback == static_cast<int>(params.size()));
+}
+
+TEST_CASE(
+    "tricks/checkpoint: every adversarial trick, with AMP f16, accumulation and EMA, unchanged") {
+    // Checkpointing is invisible to the tricks: for none, FGM, PGD, FreeLB and AWP, alone and
+    // with f16 autocast + loss scaling + 2 accumulation micro-batches + EMA, two train_steps give
+    // bitwise the same weights (and EMA shadow) with and without it.
+    const char* attacks[] = {"none", "fgm", "pgd", "freelb", "awp"};
+    for (const char* attack : attacks)
+        for (bool heavy : {false, true}) {
+            CAPTURE(attack);
+            CAPTURE(heavy);
+            Pair m;
+            const Tensor initial = m.plain.classifier->weight.detach().clone();
+            std::vector<StateDict> after;
+            nn::BertForSequenceClassification* models[2] = {&m.plain, &m.ckpt};
+            for (auto* model : models) {
+                manual_seed(31);
+                optim::AdamW opt(model->parameters(), {.lr = 1e-2});
+                const tricks::ParamFilter word{.contains = "word_embeddings"};
+                tricks::FGM fgm(*model, {.epsilon = 1.0, .filter = word});
+                tricks::PGD pgd(*model, {.epsilon = 1.0, .alpha = 0.3, .steps = 2, .filter = word});
+                tricks::FreeLB freelb(*model->bert->embeddings->word_embeddings,
+                                      {.steps = 2, .seed = 5});
+                tricks::AWP awp(*model, {.adv_lr = 0.5, .adv_eps = 0.01});
+                amp::GradScaler scaler;
+                tricks::EMA ema(*model, {.decay = 0.9});
+                const std::string a = attack;
+                tricks::TrainStepConfig step{.optimizer = &opt,
+                                             .fgm = a == "fgm" ? &fgm : nullptr,
+                                             .pgd = a == "pgd" ? &pgd : nullptr,
+                                             .awp = a == "awp" ? &awp : nullptr,
+                                             .freelb = a == "freelb" ? &freelb : nullptr};
+                if (heavy) {
+                    step.autocast = DType::F16;
+                    step.scaler = &scaler;
+                    step.accum_steps = 2;
+                    step.ema = &ema;
+                }
+                for (uint64_t s = 0; s < 2; ++s) {
+                    const Batch b = make_batch(4, 9, 50 + s);
+                    tricks::train_step(step, 4, [&](int64_t begin, int64_t end) {
+                        return cross_entropy(model->forward(slice(b.ids, 0, begin, end),
+                                                            slice(b.mask, 0, begin, end)),
+                                             slice(b.labels, 0, begin, end));
+                    });
+                }
+                StateDict state = model->state_dict();
+                if (heavy)
+                    for (const auto& [name, t] : ema.state_dict().tensors)
+                        state.tensors["ema." + name] = t;
+                for (auto& [name, t] : state.tensors)
+                    t = t.detach().clone();
+                after.push_back(std::move(state));
+            }
+            CHECK_FALSE(bitwise_equal(after[0].tensors.at("classifier.weight"), initial));
+            REQUIRE(after[0].tensors.size() == after[1].tensors.size());
+            for (const auto& [name, t] : after[0].tensors) {
+                CAPTURE(name);
+                CHECK(bitwise_equal(t, after[1].tensors.at(name)));
+            }
+        }
 }
