@@ -25,6 +25,11 @@ nlohmann::json example_step(const std::string& device, int threads, double scale
 std::vector<nlohmann::json> example_step_checks(const std::string& device, int threads,
                                                 double scale);
 
+// bench_transformer.cpp: attention forward + backward (fused and composite) at L = 128 and 512;
+// BERT-Tiny's peak allocator bytes with and without activation checkpointing.
+std::vector<nlohmann::json> cpu_attention(int threads, double scale);
+nlohmann::json cpu_checkpoint_memory(int threads);
+
 // bench_gpu.cpp: every GPU section (`only` filters as on the CPU: gemm, copy, adam, step).
 nlohmann::json run_gpu(const std::string& device, const std::string& only, bool quick);
 

@@ -2,7 +2,8 @@
 // (bench/torch_micro.py measures the same things in PyTorch; bench/compare_pytorch.sh runs both).
 //
 //   bench_kernels [--device cpu|cuda] [--threads 1,2] [--sizes 256,512,1024,2048]
-//                 [--only peak,gemm,triad,adam,overhead,denormal,step,checks] [--quick]
+//                 [--only peak,gemm,triad,adam,overhead,denormal,step,checks,attention,
+//                         checkpoint] [--quick]
 //                 [--json FILE]
 //
 // CPU sections (each at every thread count of --threads):
@@ -29,6 +30,12 @@
 //   checks    that step again with the non-finite checks: grads_all_finite before Adam
 //             (example_step_finite_check) and under AnomalyMode (example_step_anomaly); compare
 //             with the step row of the same run.
+//   attention scaled_dot_product_attention forward + backward, fused and composite, B = 32,
+//             2 heads, D = 64, L = 128 and 512, padded lengths in [L/2, L], dropout 0.1
+//             (bench_transformer.cpp).
+//   checkpoint (only when named in --only, and alone: it reads the allocator's peak counter)
+//             BERT-Tiny's peak bytes for one training forward + backward at B = 32, L = 512,
+//             with and without gradient_checkpointing.
 // --device cuda (bench_gpu.cpp): GEMM TFLOP/s at 4096^3 in F32 (also TF32), F16 and BF16, the
 // fused Adam step in GB/s against a device-to-device copy, the example step, and a GEMM-heavy
 // MLP step in F32 and under autocast F16/BF16 (sections gemm, copy, adam, step, amp).
@@ -94,7 +101,7 @@ int main(int argc, char** argv) {
         } else {
             std::cerr << "usage: bench_kernels [--device cpu|cuda] [--threads 1,2] "
                          "[--sizes 256,512,1024,2048] [--only "
-                         "peak,gemm,triad,adam,overhead,denormal,step] "
+                         "peak,gemm,triad,adam,overhead,denormal,step,checks,attention,checkpoint] "
                          "[--quick] [--json FILE]\n";
             return a == "--help" || a == "-h" ? 0 : 2;
         }
@@ -131,6 +138,11 @@ int main(int argc, char** argv) {
                 if (wants(only, "checks"))
                     for (json& j : bench::example_step_checks("cpu", nt, scale))
                         report["checks"].push_back(j);
+                if (wants(only, "attention"))
+                    for (json& j : bench::cpu_attention(nt, scale))
+                        report["attention"].push_back(j);
+                if (!only.empty() && wants(only, "checkpoint"))  // reads the peak: on request
+                    report["checkpoint"].push_back(bench::cpu_checkpoint_memory(nt));
             }
         }
     } catch (const std::exception& e) {

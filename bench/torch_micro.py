@@ -3,7 +3,8 @@
 (bench/compare_pytorch.sh puts the two reports side by side).
 
   /usr/bin/python3 bench/torch_micro.py [--threads 1,2] [--sizes 256,512,1024,2048]
-                                        [--only gemm,adam,overhead,step] [--quick] [--json FILE]
+                                        [--only gemm,adam,overhead,step,attention] [--quick]
+                                        [--json FILE]
 
 Sections (at every thread count of --threads; torch.set_num_threads):
   gemm      torch.mm(a, b), F32 square n x n x n: GFLOP/s = 2 n^3 / t.
@@ -19,6 +20,9 @@ Sections (at every thread count of --threads; torch.set_num_threads):
             torch.set_flush_denormal(True).
   overhead  per-op cost for tiny tensors: a + b of two [4] tensors under no_grad, and
             sum(linear(x [4, 16], w [16, 16], bias)).backward().
+  attention forward + backward of the attention composite, B = 32, 2 heads, D = 64, L = 128 and
+            512, lengths uniform in [L/2, L] (splitmix64 seed 7, as bench_transformer.cpp),
+            padded keys masked, dropout 0.1 (bench_kernels --only attention).
   step      the example model's training step (zero_grad, EmbeddingBag(mean) -> Linear -> ReLU
             -> Linear, cross-entropy, backward, Adam) on bench_util.h's synthetic batch: the same
             splitmix64 generator, seed and id rule, so both frameworks train on identical ids.
@@ -240,6 +244,32 @@ def step(threads, scale):
     return j
 
 
+def attention(threads, scale):
+    """PyTorch 1.13's attention is the composite (no scaled_dot_product_attention): scores, masked
+    fill, softmax, dropout, the product with v; forward + backward of sum(out * upstream)."""
+    B, H, D = 32, 2, 64
+    out = []
+    for L in (128, 512):
+        g = torch.Generator().manual_seed(3)
+        q, k, v = (torch.randn(B, H, L, D, generator=g).requires_grad_() for _ in range(3))
+        up = torch.randn(B, H, L, D, generator=g)
+        sm = SplitMix64(7)
+        lengths = torch.tensor([L // 2 + int(sm.uniform() * (L // 2 + 1)) for _ in range(B)])
+        masked = (torch.arange(L)[None, :] >= lengths[:, None])[:, None, None, :]
+
+        def call():
+            for x in (q, k, v):
+                x.grad = None
+            s = q @ k.transpose(-1, -2) / math.sqrt(D)
+            p = F.dropout(torch.softmax(s.masked_fill(masked, float("-inf")), -1), 0.1)
+            ((p @ v) * up).sum().backward()
+        med, best, reps = time_calls(call, 1.0 * scale, 3, 200, 1)
+        out.append({"name": "composite", "threads": threads, "L": L, "ms": 1e3 * med,
+                    "best_ms": 1e3 * best, "reps": reps})
+        print(f"attention composite L={L} threads={threads}: {1e3 * med:.1f} ms", file=sys.stderr)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", default="1,2")
@@ -266,6 +296,8 @@ def main():
             report.setdefault("denormal", []).extend([denormal(t, False), denormal(t, True)])
         if wants("step"):
             report.setdefault("step", []).append(step(t, scale))
+        if wants("attention"):
+            report.setdefault("attention", []).extend(attention(t, scale))
     text = json.dumps(report, indent=1)
     if a.json:
         with open(a.json, "w") as f:
