@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -52,19 +53,39 @@ std::pair<Tensor, Tensor> batch(const std::vector<std::vector<int64_t>>& rows, i
     return {Tensor::from_vector(ids, {B, L}), Tensor::from_vector(mask, {B, L})};
 }
 
-}  // namespace
-
-TEST_CASE("nn/bert: one layer matches torch.nn.TransformerEncoderLayer (bert_layer.json)") {
-    const json fx = load_fixture("bert_layer");
+// A layer of the fixture's shape with its parameters (load_state_dict is strict: the fixture's
+// names are exactly the layer's).
+std::shared_ptr<nn::BertLayer> layer_from_fixture(const json& fx) {
     nn::BertConfig c = small_config();
     c.hidden_size = fx.at("config").at("hidden_size");
     c.num_attention_heads = fx.at("config").at("num_attention_heads");
     c.intermediate_size = fx.at("config").at("intermediate_size");
-    nn::BertLayer layer(c);
+    auto layer = std::make_shared<nn::BertLayer>(c);
     StateDict sd;
     for (const auto& [name, value] : fx.at("parameters").items())
         sd.tensors[name] = tensor_from_json(value, DType::F32);
-    layer.load_state_dict(sd);  // strict: the names are exactly the layer's
+    layer->load_state_dict(sd);
+    return layer;
+}
+
+// ||a - b|| / ||b|| over all elements.
+double relative_l2(const Tensor& a, const std::vector<double>& b) {
+    const std::vector<double> x = a.to(DType::F64).to_vector<double>();
+    REQUIRE(x.size() == b.size());
+    double num = 0, den = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        num += (x[i] - b[i]) * (x[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return std::sqrt(num / den);
+}
+
+}  // namespace
+
+TEST_CASE("nn/bert: one layer matches torch.nn.TransformerEncoderLayer (bert_layer.json)") {
+    const json fx = load_fixture("bert_layer");
+    const std::shared_ptr<nn::BertLayer> held = layer_from_fixture(fx);
+    nn::BertLayer& layer = *held;
     Tensor h = tensor_from_json(fx.at("input"), DType::F32).set_requires_grad();
     const Tensor mask = tensor_from_json(fx.at("key_mask"));
     const Tensor out = layer.forward(h, mask);
@@ -83,18 +104,6 @@ TEST_CASE("nn/bert: one layer matches torch.nn.TransformerEncoderLayer (bert_lay
     MESSAGE("bert_layer: max relative error " << worst);
 }
 
-// ||a - b|| / ||b|| over all elements.
-double relative_l2(const Tensor& a, const std::vector<double>& b) {
-    const std::vector<double> x = a.to(DType::F64).to_vector<double>();
-    REQUIRE(x.size() == b.size());
-    double num = 0, den = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-        num += (x[i] - b[i]) * (x[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return std::sqrt(num / den);
-}
-
 TEST_CASE("nn/bert: a layer under bf16 autocast matches PyTorch's explicit casts") {
     // bert_layer_bf16.json writes the casts of PyTorch's autocast lists out by hand. A GEMM that
     // rounds to bf16 (8 bits) after another summation order can differ by 2^-9 in an element, so
@@ -102,15 +111,8 @@ TEST_CASE("nn/bert: a layer under bf16 autocast matches PyTorch's explicit casts
     // instead of f32 alone moves it by 4.6e-3), and at least 4 times closer to it than to the
     // same layer in f32.
     const json fx = load_fixture("bert_layer_bf16");
-    nn::BertConfig c = small_config();
-    c.hidden_size = fx.at("config").at("hidden_size");
-    c.num_attention_heads = fx.at("config").at("num_attention_heads");
-    c.intermediate_size = fx.at("config").at("intermediate_size");
-    nn::BertLayer layer(c);
-    StateDict sd;
-    for (const auto& [name, value] : fx.at("parameters").items())
-        sd.tensors[name] = tensor_from_json(value, DType::F32);
-    layer.load_state_dict(sd);
+    const std::shared_ptr<nn::BertLayer> held = layer_from_fixture(fx);
+    nn::BertLayer& layer = *held;
     Tensor h = tensor_from_json(fx.at("input"), DType::F32).set_requires_grad();
     Tensor out;
     {
