@@ -169,7 +169,11 @@ void BertResidualOutput::reset() {
 }
 
 Tensor BertResidualOutput::forward(const Tensor& x, const Tensor& residual) {
-    return norm->forward(dropout->forward(dense->forward(x)) + residual);
+    return norm->forward(add_to_residual(x, residual));
+}
+
+Tensor BertResidualOutput::add_to_residual(const Tensor& x, const Tensor& residual) {
+    return dropout->forward(dense->forward(x)) + residual;
 }
 
 // ---- layer, model, classifier -------------------------------------------------------------------
@@ -193,6 +197,12 @@ void BertLayer::reset() {
 }
 
 Tensor BertLayer::forward(const Tensor& h, const Tensor& key_mask) {
+    if (config_.norm_first) {
+        const Tensor attended =
+            self_attention->forward(attention_output->norm->forward(h), key_mask);
+        const Tensor a = attention_output->add_to_residual(attended, h);
+        return output->add_to_residual(gelu(intermediate->forward(output->norm->forward(a))), a);
+    }
     const Tensor a = attention_output->forward(self_attention->forward(h, key_mask), h);
     return output->forward(gelu(intermediate->forward(a)), a);
 }

@@ -10,6 +10,8 @@
 //                      merged back [B, H, L, D] -> [B, L, H, D] -> [B, L, C]
 //                a   = LN(Dropout(ctx Wo^T + bo) + h)
 //                out = LN(Dropout(GELU(a W1^T + b1) W2^T + b2) + a)        (GELU: erf form)
+//                pre-LN (norm_first): q, k, v from LN1(h); a = h + Dropout(ctx Wo^T + bo);
+//                out = a + Dropout(GELU(LN2(a) W1^T + b1) W2^T + b2)
 //   pooler       p = tanh(h_N[:, 0] Wp^T + bp)                                       [B, C]
 //   classifier   logits = Dropout(p) Wc^T + bc                                       [B, labels]
 // Backward is the autograd of those ops. Every LayerNorm has eps layer_norm_eps (1e-12).
@@ -61,6 +63,11 @@ struct BertConfig {
     // Recompute each encoder layer during backward instead of keeping its activations
     // (tricks/checkpoint.h; Hugging Face's gradient_checkpointing). Gradients are unchanged.
     bool gradient_checkpointing = false;
+    // Pre-LayerNorm layers (torch.nn.TransformerEncoderLayer's norm_first; Xiong et al. 2020,
+    // arXiv:2002.04745): each sublayer normalises its input and adds its output to the raw
+    // residual, with the same parameters and names. BERT is post-LN (false); no final LayerNorm
+    // is added, as torch.nn.TransformerEncoder without `norm`.
+    bool norm_first = false;
 
     // Throws ValueError naming the field unless every size is positive, the hidden size splits
     // into the heads, the dropouts are in [0, 1) and pad_token_id is an id.
@@ -107,6 +114,9 @@ class BertResidualOutput : public Cloneable<BertResidualOutput, Module> {
     void reset() override;
     // LN(Dropout(x W^T + b) + residual).
     Tensor forward(const Tensor& x, const Tensor& residual);
+    // Dropout(x W^T + b) + residual: the pre-LN form, whose LayerNorm the layer applies to the
+    // sublayer's input instead.
+    Tensor add_to_residual(const Tensor& x, const Tensor& residual);
     std::string type_name() const override { return "BertResidualOutput"; }
 
     std::shared_ptr<Linear> dense;

@@ -1,8 +1,8 @@
 // tests/nn/test_bert.cpp — the BERT encoder (nn/bert.h): one layer against PyTorch's
 // TransformerEncoderLayer (bert_layer.json: output, the input's and every parameter's gradient,
-// padded keys) and under bf16 autocast (bert_layer_bf16.json), float64 gradchecks of a layer and
-// of the whole classifier, the Hugging Face names, the initialisation, clones, autocast, and bad
-// arguments.
+// padded keys), its pre-LN form (bert_layer_prenorm.json) and under bf16 autocast
+// (bert_layer_bf16.json), float64 gradchecks of a layer and of the whole classifier, the Hugging
+// Face names, the initialisation, clones, autocast, and bad arguments.
 //
 // Tolerance against PyTorch: rtol 1e-4, atol 1e-5 (f32, different summation orders); the bf16
 // layer by relative L2 (see its case).
@@ -60,12 +60,36 @@ std::shared_ptr<nn::BertLayer> layer_from_fixture(const json& fx) {
     c.hidden_size = fx.at("config").at("hidden_size");
     c.num_attention_heads = fx.at("config").at("num_attention_heads");
     c.intermediate_size = fx.at("config").at("intermediate_size");
+    c.norm_first = fx.at("config").value("norm_first", false);
     auto layer = std::make_shared<nn::BertLayer>(c);
     StateDict sd;
     for (const auto& [name, value] : fx.at("parameters").items())
         sd.tensors[name] = tensor_from_json(value, DType::F32);
     layer->load_state_dict(sd);
     return layer;
+}
+
+// The layer's output, the input's gradient and every parameter's gradient against a layer
+// fixture; returns the largest relative error.
+double check_layer_fixture(const std::string& fixture) {
+    const json fx = load_fixture(fixture);
+    const std::shared_ptr<nn::BertLayer> layer = layer_from_fixture(fx);
+    Tensor h = tensor_from_json(fx.at("input"), DType::F32).set_requires_grad();
+    const Tensor mask = tensor_from_json(fx.at("key_mask"));
+    const Tensor out = layer->forward(h, mask);
+    double worst = check_close(out, values_from_json(fx.at("output")), 1e-4, 1e-5, "output");
+    sum(mul(out, tensor_from_json(fx.at("upstream"), DType::F32))).backward();
+    worst = std::max(
+        worst, check_close(h.grad(), values_from_json(fx.at("grad_input")), 1e-4, 1e-5, "dh"));
+    int checked = 0;
+    for (const auto& [name, p] : layer->named_parameters()) {
+        CAPTURE(name);
+        worst = std::max(worst, check_close(p.grad(), values_from_json(fx.at("gradients").at(name)),
+                                            1e-4, 1e-5, name));
+        ++checked;
+    }
+    CHECK(checked == 16);
+    return worst;
 }
 
 // ||a - b|| / ||b|| over all elements.
@@ -83,25 +107,11 @@ double relative_l2(const Tensor& a, const std::vector<double>& b) {
 }  // namespace
 
 TEST_CASE("nn/bert: one layer matches torch.nn.TransformerEncoderLayer (bert_layer.json)") {
-    const json fx = load_fixture("bert_layer");
-    const std::shared_ptr<nn::BertLayer> held = layer_from_fixture(fx);
-    nn::BertLayer& layer = *held;
-    Tensor h = tensor_from_json(fx.at("input"), DType::F32).set_requires_grad();
-    const Tensor mask = tensor_from_json(fx.at("key_mask"));
-    const Tensor out = layer.forward(h, mask);
-    double worst = check_close(out, values_from_json(fx.at("output")), 1e-4, 1e-5, "output");
-    sum(mul(out, tensor_from_json(fx.at("upstream"), DType::F32))).backward();
-    worst = std::max(
-        worst, check_close(h.grad(), values_from_json(fx.at("grad_input")), 1e-4, 1e-5, "dh"));
-    int checked = 0;
-    for (const auto& [name, p] : layer.named_parameters()) {
-        CAPTURE(name);
-        worst = std::max(worst, check_close(p.grad(), values_from_json(fx.at("gradients").at(name)),
-                                            1e-4, 1e-5, name));
-        ++checked;
-    }
-    CHECK(checked == 16);
-    MESSAGE("bert_layer: max relative error " << worst);
+    MESSAGE("bert_layer: max relative error " << check_layer_fixture("bert_layer"));
+}
+
+TEST_CASE("nn/bert: the pre-LN layer matches norm_first=True (bert_layer_prenorm.json)") {
+    MESSAGE("bert_layer_prenorm: max relative error " << check_layer_fixture("bert_layer_prenorm"));
 }
 
 TEST_CASE("nn/bert: a layer under bf16 autocast matches PyTorch's explicit casts") {
