@@ -249,10 +249,10 @@ Tensor clamp(const Tensor& x, const Tensor& lo, const Tensor& hi) {
     MDL_CHECK(y.shape() == x.shape(), ShapeError, "clamp: bounds of shapes ", shape_str(lo.shape()),
               " and ", shape_str(hi.shape()), " do not broadcast to x's shape ",
               shape_str(x.shape()));
+    if (!autograd::should_record({x, lo, hi})) return y;
     // Recorded on the promoted inputs, whose to() returns each gradient in its input's dtype.
     const DType common = y.dtype();
     const Tensor px = promoted(x, common), plo = promoted(lo, common), phi = promoted(hi, common);
-    if (!autograd::should_record({px, plo, phi})) return y;
     const Shape sx = x.shape(), slo = lo.shape(), shi = hi.shape();
     const SavedTensor saved_x(px, "clamp"), saved_lo(plo, "clamp"), saved_hi(phi, "clamp");
     autograd::record("clamp", {px, plo, phi}, y,

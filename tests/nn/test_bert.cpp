@@ -92,6 +92,15 @@ double check_layer_fixture(const std::string& fixture) {
     return worst;
 }
 
+// Moves every parameter off its initial value by U(-0.3, 0.3) (biases 0 and LayerNorm 1/0 would
+// hide terms from a gradcheck), drawing with seeds first_seed, first_seed + 1, ...
+void nudge_parameters(nn::Module& module, uint64_t first_seed) {
+    NoGradGuard no_grad;
+    uint64_t seed = first_seed;
+    for (auto& [name, p] : module.named_parameters())
+        p.add_(rand64(p.shape(), seed++, -0.3, 0.3).detach());
+}
+
 // ||a - b|| / ||b|| over all elements.
 double relative_l2(const Tensor& a, const std::vector<double>& b) {
     const std::vector<double> x = a.to(DType::F64).to_vector<double>();
@@ -159,12 +168,7 @@ TEST_CASE("nn/bert: float64 gradcheck of a layer with padding, every parameter")
     manual_seed(21);
     nn::BertLayer layer(c);
     layer.to(DType::F64);
-    // Nudge every parameter off its initial value (biases 0, LayerNorm 1/0 would hide terms).
-    uint64_t seed = 100;
-    for (auto& [name, p] : layer.named_parameters()) {
-        NoGradGuard no_grad;
-        p.add_(rand64(p.shape(), seed++, -0.3, 0.3).detach());
-    }
+    nudge_parameters(layer, 100);
     const Tensor h = rand64({2, 3, 4}, 7);
     const Tensor mask = Tensor::from_vector(std::vector<int64_t>{1, 1, 1, 1, 1, 0}, {2, 3});
     const Tensor w = rand64({2, 3, 4}, 8).detach();
@@ -184,11 +188,7 @@ TEST_CASE("nn/bert: float64 gradcheck of the classifier's loss, embeddings to cl
     manual_seed(22);
     nn::BertForSequenceClassification model(c);
     model.to(DType::F64);
-    uint64_t seed = 200;
-    for (auto& [name, p] : model.named_parameters()) {
-        NoGradGuard no_grad;
-        p.add_(rand64(p.shape(), seed++, -0.3, 0.3).detach());
-    }
+    nudge_parameters(model, 200);
     const auto [ids, mask] = batch({{2, 5, 7}, {3, 9}}, 3);
     const Tensor labels = Tensor::from_vector(std::vector<int64_t>{1, 2}, {2});
     std::vector<Tensor> inputs;
