@@ -19,7 +19,12 @@ def load_json(path):
     try:
         with open(path) as f:
             text = f.read().strip()
-        return json.loads(text.splitlines()[-1]) if text else {}
+        if not text:
+            return {}
+        try:  # a whole (pretty-printed) document, else a log whose last line is the JSON
+            return json.loads(text)
+        except ValueError:
+            return json.loads(text.splitlines()[-1])
     except (OSError, ValueError, IndexError):
         return {}
 

@@ -37,7 +37,8 @@ std::string describe_non_finite(const Tensor& t);
 
 // True when the gradient of every tensor in `params` is finite (tensors without a gradient count
 // as finite). A row-sparse gradient (core/row_grad.h) is read as its rows, never made dense, so
-// the cost is one read of what the backward pass wrote.
+// the cost is one read of what the backward pass wrote. Gradients on a GPU are checked there, one
+// launch and one host read per device.
 bool grads_all_finite(const std::vector<Tensor>& params);
 
 // Throws NonFiniteError naming `who`, `path` and the first tensor of `state` (by name) that holds

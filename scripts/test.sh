@@ -3,7 +3,8 @@
 #
 #   1. Release build (CUDA backend compiled wherever nvcc is found; its GPU tests report
 #      themselves as skipped without a GPU), warnings as errors; every CTest test, including the
-#      installed-package consumer check.
+#      installed-package consumer check; then scripts/gpu_check.sh --dry-run, so that the GPU
+#      machine's procedure is exercised on every run.
 #   2. A CPU-only build under AddressSanitizer + UndefinedBehaviorSanitizer (which also keeps the
 #      no-CUDA path compiled and tested); the whole suite again.
 #   3. A CPU-only build under ThreadSanitizer of the data-parallel tests alone (replica threads,
@@ -38,6 +39,9 @@ echo "build time: $(( $(date +%s) - start )) s"
 
 step "test suite (release)"
 ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 900
+
+step "GPU check, dry run (what would travel to a GPU machine and what would run there)"
+OUT="$build/gpu_check_dry" scripts/gpu_check.sh --dry-run
 
 if [ "${MINIDL_SKIP_ASAN:-0}" != "1" ]; then
   step "sanitizer build ($asan: CPU only, ASan + UBSan)"

@@ -11,10 +11,12 @@
 // checks there is that every case runs.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <functional>
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/finite.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 #include "tests/support/compare.h"
@@ -231,4 +233,34 @@ TEST_CASE("device/ops: bad ids raise IndexError on the host before any kernel ru
     Tensor y = embedding(w, ids({4, 0}).to(device));
     y.backward(Tensor::ones({2, 3}).to(device));
     CHECK(w.grad().to(Device::cpu()).to_vector<double>()[12] == 1.0);
+}
+
+TEST_CASE("device/ops: grads_all_finite finds one NaN or inf on the device and changes nothing") {
+    const Device device = test_device();
+    for (DType dtype : {DType::F32, DType::F64, DType::F16, DType::BF16}) {
+        CAPTURE(dtype);
+        Tensor w = Tensor::zeros({3000}, dtype).to(device).set_requires_grad();
+        Tensor b = Tensor::zeros({7}, dtype).to(device).set_requires_grad();
+        CHECK(grads_all_finite({w, b}));  // no gradients yet
+        std::vector<double> values(3000);
+        for (size_t i = 0; i < values.size(); ++i)
+            values[i] = (i % 2 ? -1.0 : 1.0) * 1e-3 * i;
+        const Tensor finite = Tensor::from_vector(values, {3000}).to(dtype);
+        w.set_grad(finite.to(device));
+        b.set_grad(Tensor::ones({7}, dtype).to(device));
+        CHECK(grads_all_finite({w, b}));
+        // The check rewrites nothing: the gradient keeps its bits.
+        CHECK(minidl::test::bitwise_equal(w.grad().to(Device::cpu()), finite));
+        for (double bad : {std::nan(""), double{INFINITY}, -double{INFINITY}}) {
+            for (int64_t at : {int64_t{0}, int64_t{2999}}) {
+                CAPTURE(bad);
+                CAPTURE(at);
+                std::vector<double> v = values;
+                v[static_cast<size_t>(at)] = bad;
+                w.set_grad(Tensor::from_vector(v, {3000}).to(dtype).to(device));
+                CHECK_FALSE(grads_all_finite({w, b}));
+                CHECK(grads_all_finite({b}));
+            }
+        }
+    }
 }

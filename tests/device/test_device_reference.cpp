@@ -27,7 +27,8 @@ namespace {
 using OpFn = std::function<Tensor(const std::vector<Tensor>&, const json&)>;
 
 Tensor int_input(const json& ints, const char* name) {
-    return tensor_from_json(ints.at(name));
+    // On the device under test: ops refuse ids on another device than their table or logits.
+    return tensor_from_json(ints.at(name)).to(minidl::test::test_device());
 }
 
 const std::map<std::string, OpFn>& cases() {
