@@ -5,12 +5,15 @@
 // count and matches the CUDA kernels bit for bit for uniform and Bernoulli draws. Normals use
 // Box-Muller on lane pairs (0, 1) and (2, 3): z0 = r cos(2 pi u2), z1 = r sin(2 pi u2),
 // r = sqrt(-2 ln u1); the last ulp may differ from CUDA, whose sin/cos/log round differently.
+// Uniform values are clamped to the largest value of the dtype below high (ops/random_bound.h):
+// rounding low + (high - low) u to the dtype can otherwise give high itself.
 #include <cmath>
 
 #include "core/parallel.h"
 #include "core/philox.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/dispatch.h"
+#include "ops/random_bound.h"
 
 namespace minidl {
 
@@ -41,8 +44,10 @@ void CpuKernels::uniform(Tensor& out, double low, double high, uint64_t seed, ui
         using T = decltype(tag);
         T* p = out.raw<T>();
         const float lo = static_cast<float>(low), span = static_cast<float>(high - low);
+        const T top = static_cast<T>(uniform_top(low, high, out.dtype()));  // exact in T
         for_each_draw(out.numel(), seed, offset, [&](int64_t i, const Philox4& r, int lane) {
-            p[i] = static_cast<T>(lo + span * philox_uniform(r.v[lane]));
+            const T v = static_cast<T>(lo + span * philox_uniform(r.v[lane]));
+            p[i] = v > top ? top : v;
         });
     });
 }

@@ -15,7 +15,10 @@
 //   Scatter-adds (the three backward passes) have two modes (core/determinism.h):
 //     default        one thread per (contribution, column) doing atomicAdd: fast, but the order
 //                    of the additions into a row varies from run to run (float sums differ in the
-//                    last bits).
+//                    last bits). F32/F64 add straight into the gradient. F16/BF16 add into an F32
+//                    scratch copy of the gradient's shape (zeroed), and one pass then rounds
+//                    gradient + sum to 16 bits once: a 16-bit atomicAdd rounds after every
+//                    addition, so a frequent token's row stops growing (bf16 1 + 256 is 256).
 //     deterministic  the contributions are sorted by target row with a stable radix sort (cub),
 //                    so each row's contributions sit together in increasing position order. The
 //                    sorted positions are cut into chunks of 128; a warp per chunk sums the run of
@@ -163,21 +166,11 @@ struct ScatterArgs {
     const A* scale;         // nullable: 1
 };
 
-template <typename T, typename A>
-__device__ __forceinline__ void atomic_accumulate(T* p, A v) {
-    if constexpr (std::is_same_v<T, __half>) {
-        atomicAdd(p, __float2half_rn(v));
-    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        atomicAdd(p, __float2bfloat16_rn(v));
-    } else {
-        atomicAdd(p, v);
-    }
-}
-
-// One thread per (o, contribution, column), atomically.
+// One thread per (o, contribution, column), atomically, into dst in acc_t: the gradient itself
+// for F32/F64, the F32 scratch for 16-bit dtypes (never a 16-bit atomicAdd, see the file comment).
 template <typename T>
 __global__ void scatter_add_atomic_kernel(const T* __restrict__ src,
-                                          const int64_t* __restrict__ keys, T* dst,
+                                          const int64_t* __restrict__ keys, acc_t<T>* dst,
                                           ScatterArgs<acc_t<T>> a) {
     using A = acc_t<T>;
     const int64_t per_slice = a.contributions * a.columns;
@@ -194,7 +187,17 @@ __global__ void scatter_add_atomic_kernel(const T* __restrict__ src,
             if (a.scale) scale = a.scale[src_row];
         }
         const A v = convert<A>(src[(o * a.J + src_row) * a.columns + c]) * scale;
-        atomic_accumulate(dst + (o * a.n + key) * a.columns + c, v);
+        atomicAdd(dst + (o * a.n + key) * a.columns + c, v);
+    }
+}
+
+// dst[k] = round16(dst[k] + sums[k]), once per element. Elements with a zero sum (rows no
+// contribution hit) are left as they are, which is what adding 0 gives (up to the sign of a zero).
+template <typename T>
+__global__ void add_rounded_kernel(const float* __restrict__ sums, T* __restrict__ dst, int64_t n) {
+    for (int64_t k = global_thread(); k < n; k += grid_stride()) {
+        const float v = sums[k];
+        if (v != 0.0f) dst[k] = convert<T>(convert<float>(dst[k]) + v);
     }
 }
 
@@ -302,9 +305,22 @@ void scatter_add(const T* src, const int64_t* keys, T* dst, int64_t dst_rows,
     if (a.contributions == 0 || a.columns == 0 || a.outer == 0) return;
     const cudaStream_t s = cuda::stream(dev);
     if (!deterministic()) {
-        scatter_add_atomic_kernel<T>
-            <<<grid_for(a.outer * a.contributions * a.columns), kBlock, 0, s>>>(src, keys, dst, a);
-        MDL_CUDA_LAUNCH_CHECK();
+        const int64_t work = a.outer * a.contributions * a.columns;
+        if constexpr (std::is_same_v<T, acc_t<T>>) {
+            scatter_add_atomic_kernel<T><<<grid_for(work), kBlock, 0, s>>>(src, keys, dst, a);
+            MDL_CUDA_LAUNCH_CHECK();
+        } else {
+            // 16-bit: sum in an F32 scratch of dst's shape, then round once (file comment).
+            const int64_t total = a.outer * dst_rows * a.columns;
+            const size_t bytes = static_cast<size_t>(total) * sizeof(float);
+            cuda::DeviceBuffer sums(dev, bytes);
+            MDL_CUDA_CHECK(cudaMemsetAsync(sums.data(), 0, bytes, s));
+            scatter_add_atomic_kernel<T>
+                <<<grid_for(work), kBlock, 0, s>>>(src, keys, sums.as<float>(), a);
+            MDL_CUDA_LAUNCH_CHECK();
+            add_rounded_kernel<T><<<grid_for(total), kBlock, 0, s>>>(sums.as<float>(), dst, total);
+            MDL_CUDA_LAUNCH_CHECK();
+        }
         return;
     }
     const int64_t P = a.contributions;

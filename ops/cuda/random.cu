@@ -7,7 +7,9 @@
 //   uniform    x = low + (high - low) u, u = philox_uniform(bits) in [0, 1), in float:
 //              bitwise the CPU's value (both compute the float fused multiply-add; a CPU build
 //              without FMA instructions (MINIDL_NATIVE=OFF) may differ in the last bit when
-//              high - low is not a power of two)
+//              high - low is not a power of two), then rounded to the dtype and clamped to the
+//              largest value of the dtype below high (ops/random_bound.h), as the CPU does: the
+//              rounding alone can give high (bf16 rounds every x in [1 - 2^-9, 1) to 1)
 //   bernoulli  1 / keep_prob if u < keep_prob else 0: bitwise the CPU's (scale converted on the
 //              host exactly as the CPU converts it)
 //   normal     Box-Muller on lane pairs (0, 1) and (2, 3): z0 = r cos(2 pi u2), z1 = r sin(2 pi
@@ -20,6 +22,7 @@
 #include "core/philox.h"
 #include "ops/cuda/cuda_common.cuh"
 #include "ops/cuda/cuda_kernels.h"
+#include "ops/random_bound.h"
 
 namespace minidl {
 
@@ -35,10 +38,16 @@ struct RandomArgs {
     float a, b;  // uniform: low, high - low; normal: mean, std; bernoulli: keep_prob, unused
 };
 
+// `bound`: uniform: the largest value of T below high (the clamp); bernoulli: 1 / keep_prob.
 template <typename T>
 __device__ __forceinline__ T draw_one(Draw kind, const Philox4& r, int lane, const RandomArgs& a,
-                                      T bernoulli_scale) {
-    if (kind == Draw::Uniform) return convert<T>(fmaf(a.b, philox_uniform(r.v[lane]), a.a));
+                                      T bound) {
+    using A = acc_t<T>;
+    if (kind == Draw::Uniform) {
+        const T v = convert<T>(fmaf(a.b, philox_uniform(r.v[lane]), a.a));
+        return convert<A>(v) > convert<A>(bound) ? bound : v;
+    }
+    const T bernoulli_scale = bound;
     if (kind == Draw::Bernoulli)
         return philox_uniform(r.v[lane]) < a.a ? bernoulli_scale : convert<T>(0.0f);
     const int base = lane & 2;
@@ -51,28 +60,27 @@ __device__ __forceinline__ T draw_one(Draw kind, const Philox4& r, int lane, con
 }
 
 template <typename T>
-__global__ void random_philox_block_kernel(T* __restrict__ out, Draw kind, RandomArgs a,
-                                           T bernoulli_scale) {
+__global__ void random_philox_block_kernel(T* __restrict__ out, Draw kind, RandomArgs a, T bound) {
     const int64_t blocks = (a.n + 3) / 4;
     for (int64_t blk = global_thread(); blk < blocks; blk += grid_stride()) {
         const Philox4 r = philox4x32_10(a.offset + static_cast<uint64_t>(blk), a.seed);
 #pragma unroll
         for (int lane = 0; lane < 4; ++lane) {
             const int64_t i = blk * 4 + lane;
-            if (i < a.n) out[i] = draw_one<T>(kind, r, lane, a, bernoulli_scale);
+            if (i < a.n) out[i] = draw_one<T>(kind, r, lane, a, bound);
         }
     }
 }
 
-void launch_random(Tensor& out, Draw kind, const RandomArgs& a, double bernoulli_scale,
-                   const char* op) {
+// `bound` (see draw_one) is converted to T on the host, exactly as the CPU converts it.
+void launch_random(Tensor& out, Draw kind, const RandomArgs& a, double bound, const char* op) {
     if (a.n == 0) return;
     const int dev = cuda::device_of(out);
     cuda::DeviceGuard guard(dev);
     dispatch_float(out.dtype(), op, [&](auto tag) {
         using T = decltype(tag);
         random_philox_block_kernel<T><<<grid_for((a.n + 3) / 4), kBlock, 0, cuda::stream(dev)>>>(
-            out.raw<T>(), kind, a, convert<T>(bernoulli_scale));
+            out.raw<T>(), kind, a, convert<T>(bound));
         MDL_CUDA_LAUNCH_CHECK();
     });
 }
@@ -82,7 +90,7 @@ void launch_random(Tensor& out, Draw kind, const RandomArgs& a, double bernoulli
 void CudaKernels::uniform(Tensor& out, double low, double high, uint64_t seed, uint64_t offset) {
     const RandomArgs a{seed, offset, out.numel(), static_cast<float>(low),
                        static_cast<float>(high - low)};
-    launch_random(out, Draw::Uniform, a, 0.0, "uniform");
+    launch_random(out, Draw::Uniform, a, uniform_top(low, high, out.dtype()), "uniform");
 }
 
 void CudaKernels::normal(Tensor& out, double mean, double std, uint64_t seed, uint64_t offset) {

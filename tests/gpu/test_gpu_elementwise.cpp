@@ -49,7 +49,7 @@ TEST_CASE("gpu/elementwise: unary forward and backward match the CPU for every o
             for (const Shape& shape : kShapes) {
                 const std::string fwd = describe(std::string("unary ") + c.name, dt, shape);
                 const Tensor x = random_cpu(shape, dt, 21, c.low, c.high);
-                Both f = run_both(fwd, {x, Tensor::empty(shape, dt)},
+                Both f = run_both(fwd, {x, nan_filled(shape, dt)},
                                   [&](Kernels& k, std::vector<Tensor>& t) {
                                       k.unary(c.op, t[0], t[1], c.alpha);
                                   });
@@ -59,7 +59,7 @@ TEST_CASE("gpu/elementwise: unary forward and backward match the CPU for every o
                 const std::string bwd =
                     describe(std::string("unary_backward ") + c.name, dt, shape);
                 const Tensor gy = random_cpu(shape, dt, 22);
-                Both b = run_both(bwd, {x, f.cpu[1], gy, Tensor::empty(shape, dt)},
+                Both b = run_both(bwd, {x, f.cpu[1], gy, nan_filled(shape, dt)},
                                   [&](Kernels& k, std::vector<Tensor>& t) {
                                       k.unary_backward(c.op, t[0], t[1], t[2], t[3], c.alpha);
                                   });
@@ -114,7 +114,7 @@ TEST_CASE("gpu/elementwise: binary ops with broadcasting match the CPU") {
                 Both r = run_both(
                     what,
                     {random_cpu(c.a, dt, 31), random_cpu(c.b, dt, 32, 0.5, 2.0),
-                     Tensor::empty(c.out, dt)},
+                     nan_filled(c.out, dt)},
                     [&](Kernels& k, std::vector<Tensor>& t) { k.binary(op, t[0], t[1], t[2]); });
                 check_parity(r.gpu[2], r.cpu[2], what);
             }
@@ -139,7 +139,7 @@ TEST_CASE("gpu/elementwise: sum_to (the gradient of a broadcast) matches the CPU
     for (DType dt : float_dtypes()) {
         for (const Case& c : cases) {
             const std::string what = describe("sum_to " + shape_str(c.out), dt, c.x);
-            Both r = run_both(what, {random_cpu(c.x, dt, 41), Tensor::empty(c.out, dt)},
+            Both r = run_both(what, {random_cpu(c.x, dt, 41), nan_filled(c.out, dt)},
                               [](Kernels& k, std::vector<Tensor>& t) { k.sum_to(t[0], t[1]); });
             // The CPU sums in acc_t, the GPU in double: F32 sums of up to 1e5 terms differ by the
             // CPU's float rounding, ~sqrt(n) ulp; 16-bit results round once either way.

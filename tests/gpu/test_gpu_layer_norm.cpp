@@ -29,8 +29,8 @@ TEST_CASE("gpu/layer_norm: forward and backward match the CPU") {
                 const Tensor w = affine ? random_cpu({c.C}, dt, 152, 0.5, 1.5) : Tensor();
                 const Tensor b = affine ? random_cpu({c.C}, dt, 153) : Tensor();
                 Both f = run_both(fwd,
-                                  {x, w, b, Tensor::empty({c.R, c.C}, dt),
-                                   Tensor::empty({c.R}, stat_dt), Tensor::empty({c.R}, stat_dt)},
+                                  {x, w, b, nan_filled({c.R, c.C}, dt), nan_filled({c.R}, stat_dt),
+                                   nan_filled({c.R}, stat_dt)},
                                   [](Kernels& k, std::vector<Tensor>& t) {
                                       k.layer_norm(t[0], t[1], t[2], t[3], t[4], t[5], 1e-5);
                                   });
@@ -43,7 +43,7 @@ TEST_CASE("gpu/layer_norm: forward and backward match the CPU") {
                 Both g = run_both(
                     bwd,
                     {x, w, f.cpu[4], f.cpu[5], random_cpu({c.R, c.C}, dt, 154),
-                     Tensor::empty({c.R, c.C}, dt), affine ? random_cpu({c.C}, dt, 155) : Tensor(),
+                     nan_filled({c.R, c.C}, dt), affine ? random_cpu({c.C}, dt, 155) : Tensor(),
                      affine ? random_cpu({c.C}, dt, 156) : Tensor()},
                     [](Kernels& k, std::vector<Tensor>& t) {
                         k.layer_norm_backward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
@@ -62,12 +62,11 @@ TEST_CASE("gpu/layer_norm: forward and backward match the CPU") {
 TEST_CASE("gpu/layer_norm: backward computes only the gradients asked for") {
     const Tensor x = random_cpu({40, 70}, DType::F32, 161);
     const Tensor w = random_cpu({70}, DType::F32, 162);
-    Both f = run_both(
-        "layer_norm stats",
-        {x, w, Tensor(), Tensor::empty({40, 70}), Tensor::empty({40}), Tensor::empty({40})},
-        [](Kernels& k, std::vector<Tensor>& t) {
-            k.layer_norm(t[0], t[1], t[2], t[3], t[4], t[5], 1e-5);
-        });
+    Both f = run_both("layer_norm stats",
+                      {x, w, Tensor(), nan_filled({40, 70}), nan_filled({40}), nan_filled({40})},
+                      [](Kernels& k, std::vector<Tensor>& t) {
+                          k.layer_norm(t[0], t[1], t[2], t[3], t[4], t[5], 1e-5);
+                      });
     // gx undefined, gw only.
     Both g = run_both("layer_norm_backward gw only",
                       {x, w, f.cpu[4], f.cpu[5], random_cpu({40, 70}, DType::F32, 163), Tensor(),

@@ -27,7 +27,7 @@ TEST_CASE("gpu/memory: cast between every pair of dtypes matches the CPU bit for
                 const std::string what =
                     describe("cast to " + std::string(dtype_name(to)), from, shape);
                 const Tensor src = values_for(from, shape, 11);
-                Both r = run_both(what, {src, Tensor::empty(shape, to)},
+                Both r = run_both(what, {src, nan_filled(shape, to)},
                                   [](Kernels& k, std::vector<Tensor>& t) { k.cast(t[0], t[1]); });
                 check_bitwise(r.gpu[1], r.cpu[1], what);
             }
@@ -40,13 +40,13 @@ TEST_CASE("gpu/memory: fill and arange match the CPU bit for bit") {
         for (double value : {0.0, -0.0, 1.5, 1.0 / 3.0, -7.0, 1e10}) {
             if (dt == DType::I64 && std::abs(value) > 1e9) continue;
             const std::string what = describe("fill " + std::to_string(value), dt, {1001});
-            Both r = run_both(what, {Tensor::empty({1001}, dt)},
+            Both r = run_both(what, {nan_filled({1001}, dt)},
                               [&](Kernels& k, std::vector<Tensor>& t) { k.fill(t[0], value); });
             check_bitwise(r.gpu[0], r.cpu[0], what);
         }
         // start + i * step in double: exact for these, then converted once.
         const std::string what = describe("arange(-3, step 0.5)", dt, {515});
-        Both r = run_both(what, {Tensor::empty({515}, dt)},
+        Both r = run_both(what, {nan_filled({515}, dt)},
                           [](Kernels& k, std::vector<Tensor>& t) { k.arange(t[0], -3.0, 0.5); });
         check_bitwise(r.gpu[0], r.cpu[0], what);
     }
@@ -55,7 +55,7 @@ TEST_CASE("gpu/memory: fill and arange match the CPU bit for bit") {
     // without FMA.
     for (DType dt : float_dtypes()) {
         const std::string what = describe("arange(0.1, step 0.1)", dt, {1000});
-        Both r = run_both(what, {Tensor::empty({1000}, dt)},
+        Both r = run_both(what, {nan_filled({1000}, dt)},
                           [](Kernels& k, std::vector<Tensor>& t) { k.arange(t[0], 0.1, 0.1); });
         check_parity(r.gpu[0], r.cpu[0], what);
     }
@@ -113,7 +113,7 @@ TEST_CASE("gpu/memory: permute matches the CPU bit for bit") {
                 out_shape.push_back(c.shape[static_cast<size_t>(p)]);
             const std::string what = describe("permute", dt, c.shape);
             Both r = run_both(
-                what, {values_for(dt, c.shape, 9), Tensor::empty(out_shape, dt)},
+                what, {values_for(dt, c.shape, 9), nan_filled(out_shape, dt)},
                 [&](Kernels& k, std::vector<Tensor>& t) { k.permute(t[0], t[1], c.perm); });
             check_bitwise(r.gpu[1], r.cpu[1], what);
         }

@@ -41,11 +41,11 @@ TEST_CASE("gpu/reduce: sum and mean over [outer, n, inner] match the CPU") {
                 const Shape shape{s.outer, s.n, s.inner};
                 const std::string what =
                     describe(op == ReduceOp::Sum ? "reduce sum" : "reduce mean", dt, shape);
-                Both r = run_both(
-                    what, {random_cpu(shape, dt, 61), Tensor::empty({s.outer, s.inner}, dt)},
-                    [&](Kernels& k, std::vector<Tensor>& t) {
-                        k.reduce(op, t[0], t[1], nullptr, s.outer, s.n, s.inner);
-                    });
+                Both r =
+                    run_both(what, {random_cpu(shape, dt, 61), nan_filled({s.outer, s.inner}, dt)},
+                             [&](Kernels& k, std::vector<Tensor>& t) {
+                                 k.reduce(op, t[0], t[1], nullptr, s.outer, s.n, s.inner);
+                             });
                 check_parity(r.gpu[1], r.cpu[1], what, sum_tolerance(dt));
             }
         }
@@ -59,12 +59,12 @@ TEST_CASE("gpu/reduce: max and the index of the first maximum match the CPU exac
             const std::string what = describe("reduce max", dt, shape);
             // Few distinct values (16-bit rounding of a narrow range) make ties: the first wins.
             const Tensor x = random_cpu(shape, dt, 62, -1.0, dt == DType::F32 ? 1.0 : 0.01);
-            Both r = run_both(what,
-                              {x, Tensor::empty({s.outer, s.inner}, dt),
-                               Tensor::empty({s.outer, s.inner}, DType::I64)},
-                              [&](Kernels& k, std::vector<Tensor>& t) {
-                                  k.reduce(ReduceOp::Max, t[0], t[1], &t[2], s.outer, s.n, s.inner);
-                              });
+            Both r = run_both(
+                what,
+                {x, nan_filled({s.outer, s.inner}, dt), nan_filled({s.outer, s.inner}, DType::I64)},
+                [&](Kernels& k, std::vector<Tensor>& t) {
+                    k.reduce(ReduceOp::Max, t[0], t[1], &t[2], s.outer, s.n, s.inner);
+                });
             check_bitwise(r.gpu[1], r.cpu[1], what + " values");
             check_bitwise(r.gpu[2], r.cpu[2], what + " indices");
         }
@@ -76,8 +76,7 @@ TEST_CASE("gpu/reduce: max propagates the first NaN and handles -inf rows") {
     const float inf = std::numeric_limits<float>::infinity();
     const Tensor x = Tensor::from_vector(
         std::vector<float>{1, nan, 3, nan, -inf, -inf, -inf, -inf, 2, 5, 5, 1}, {3, 4});
-    Both r = run_both("reduce max nan/-inf rows",
-                      {x, Tensor::empty({3}), Tensor::empty({3}, DType::I64)},
+    Both r = run_both("reduce max nan/-inf rows", {x, nan_filled({3}), nan_filled({3}, DType::I64)},
                       [](Kernels& k, std::vector<Tensor>& t) {
                           k.reduce(ReduceOp::Max, t[0], t[1], &t[2], 3, 4, 1);
                       });

@@ -37,7 +37,7 @@ TEST_CASE("gpu/softmax: softmax and log_softmax forward and backward match the C
                 const std::string name = log ? "log_softmax" : "softmax";
                 const std::string fwd = describe(name, dt, shape);
                 const Tensor x = random_cpu(shape, dt, 91, -4.0, 4.0);
-                Both f = run_both(fwd, {x, Tensor::empty(shape, dt)},
+                Both f = run_both(fwd, {x, nan_filled(shape, dt)},
                                   [&](Kernels& k, std::vector<Tensor>& t) {
                                       k.softmax(t[0], t[1], s.outer, s.n, s.inner, log);
                                   });
@@ -45,7 +45,7 @@ TEST_CASE("gpu/softmax: softmax and log_softmax forward and backward match the C
 
                 const std::string bwd = describe(name + "_backward", dt, shape);
                 Both b =
-                    run_both(bwd, {f.cpu[1], random_cpu(shape, dt, 92), Tensor::empty(shape, dt)},
+                    run_both(bwd, {f.cpu[1], random_cpu(shape, dt, 92), nan_filled(shape, dt)},
                              [&](Kernels& k, std::vector<Tensor>& t) {
                                  k.softmax_backward(t[0], t[1], t[2], s.outer, s.n, s.inner, log);
                              });
@@ -61,9 +61,9 @@ TEST_CASE("gpu/softmax: rows with -inf and +inf entries match the CPU") {
         std::vector<float>{-inf, 0, 1, 2, -inf, -inf, -inf, -inf, 1, inf, 0, 3}, {3, 4});
     for (bool log : {false, true}) {
         const std::string what = log ? "log_softmax inf rows" : "softmax inf rows";
-        Both r = run_both(
-            what, {x, Tensor::empty({3, 4})},
-            [&](Kernels& k, std::vector<Tensor>& t) { k.softmax(t[0], t[1], 3, 4, 1, log); });
+        Both r = run_both(what, {x, nan_filled({3, 4})}, [&](Kernels& k, std::vector<Tensor>& t) {
+            k.softmax(t[0], t[1], 3, 4, 1, log);
+        });
         check_parity(r.gpu[1], r.cpu[1], what);
     }
 }
@@ -87,8 +87,7 @@ TEST_CASE("gpu/softmax: cross_entropy forward and backward match the CPU") {
             // Targets in [0, C); with an ignore_index inside that range some rows are ignored.
             const Tensor targets = ids_cpu(c.N, c.C, 102);
             Both f = run_both(
-                fwd,
-                {logits, targets, Tensor::empty({c.N}, loss_dt), Tensor::empty({c.N}, loss_dt)},
+                fwd, {logits, targets, nan_filled({c.N}, loss_dt), nan_filled({c.N}, loss_dt)},
                 [&](Kernels& k, std::vector<Tensor>& t) {
                     k.cross_entropy(t[0], t[1], t[2], t[3], c.ls, c.ignore);
                 });
@@ -101,7 +100,7 @@ TEST_CASE("gpu/softmax: cross_entropy forward and backward match the CPU") {
             Both b =
                 run_both(bwd,
                          {logits, targets, f.cpu[3], random_cpu({c.N}, loss_dt, 103),
-                          Tensor::empty({c.N, c.C}, dt)},
+                          nan_filled({c.N, c.C}, dt)},
                          [&](Kernels& k, std::vector<Tensor>& t) {
                              k.cross_entropy_backward(t[0], t[1], t[2], t[3], t[4], c.ls, c.ignore);
                          });
