@@ -82,18 +82,18 @@ def copy(device, n, scale):
     return r
 
 
-def adam(device, scale, fused):
+def adam(device, scale, fused, rows=V, cols=C, label="adam_dense_28k_x_64"):
     g = torch.Generator(device=device).manual_seed(2)
-    p = torch.nn.Parameter(torch.randn(V, C, generator=g, device=device))
-    p.grad = 0.01 * torch.randn(V, C, generator=g, device=device)
+    p = torch.nn.Parameter(torch.randn(rows, cols, generator=g, device=device))
+    p.grad = 0.01 * torch.randn(rows, cols, generator=g, device=device)
     kwargs = {"lr": 1e-3}
     if fused:
         kwargs["fused"] = True
     opt = torch.optim.Adam([p], **kwargs)
     med, best, _ = time_calls(opt.step, device, 0.5 * scale, 20, 5000, 3)
-    nbytes = 28.0 * V * C
-    name = "adam_dense_28k_x_64" + ("_fused" if fused else "")
-    r = {"name": name, "numel": V * C, "bytes": nbytes, "ms": 1e3 * med,
+    nbytes = 28.0 * rows * cols
+    name = label + ("_fused" if fused else "")
+    r = {"name": name, "numel": rows * cols, "bytes": nbytes, "ms": 1e3 * med,
          "gb_per_s": nbytes / med / 1e9, "best_gb_per_s": nbytes / best / 1e9}
     print(f"adam {name}: {r['ms'] * 1e3:.1f} us, {r['gb_per_s']:.0f} GB/s", file=sys.stderr)
     return r
@@ -180,6 +180,12 @@ def main():
             report["adam_fused"] = adam(device, scale, fused=True)
         except (RuntimeError, TypeError, ValueError) as e:  # fused=True: PyTorch >= 2.0, CUDA
             print(f"adam fused: not available ({e})", file=sys.stderr)
+        if device.type == "cuda" and not small:  # beyond the L2: against the memory's bandwidth
+            report["adam_large"] = adam(device, scale, False, 65536, 1024, "adam_dense_64m")
+            try:
+                report["adam_large_fused"] = adam(device, scale, True, 65536, 1024, "adam_dense_64m")
+            except (RuntimeError, TypeError, ValueError) as e:
+                print(f"adam fused: not available ({e})", file=sys.stderr)
     if wants("step"):
         report["step"] = example_step(device, scale)
     if wants("amp"):
