@@ -138,7 +138,8 @@ bool available();
 std::vector<std::shared_ptr<Communicator>> init_all(const std::vector<int>& devices,
                                                     CommOptions options = {});
 // One rank per process on `device`: rank 0 creates the ncclUniqueId and `bootstrap` (an MPI
-// communicator, say) broadcasts it; rank and size are bootstrap's.
+// communicator, say) broadcasts it; rank and size are bootstrap's. `device` becomes the calling
+// thread's CUDA device (cuda::set_device): the rank drives it from then on.
 std::shared_ptr<Communicator> init_rank(Communicator& bootstrap, int device,
                                         CommOptions options = {});
 }  // namespace nccl

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/check.h"
 #include "optim/optimizer.h"
 #include "tricks/awp.h"
@@ -18,12 +19,15 @@
 namespace minidl::tricks {
 
 // R-1 persistent threads; replica 0 runs on the calling thread. run(fn) calls fn(r) for every r
-// in parallel and returns when all are done; their exceptions are collected per replica.
+// in parallel and returns when all are done; their exceptions are collected per replica. A
+// thread of a CUDA replica makes its device current once, before any work (cuda::set_device);
+// the calling thread's device is the caller's business and is left alone.
 class DataParallel::Workers {
   public:
-    explicit Workers(int replicas) : errors_(static_cast<size_t>(replicas)) {
-        for (int r = 1; r < replicas; ++r)
-            threads_.emplace_back([this, r] { loop(r); });
+    explicit Workers(const std::vector<Device>& devices) : errors_(devices.size()) {
+        for (int r = 1; r < static_cast<int>(devices.size()); ++r)
+            threads_.emplace_back(
+                [this, r, device = devices[static_cast<size_t>(r)]] { loop(r, device); });
     }
     ~Workers() {
         {
@@ -59,7 +63,14 @@ class DataParallel::Workers {
     }
 
   private:
-    void loop(int r) {
+    void loop(int r, Device device) {
+        // A failure here (the device vanished) is reported by every job this replica is given.
+        std::exception_ptr setup_error;
+        try {
+            if (device.is_cuda()) cuda::set_device(device.index);
+        } catch (...) {
+            setup_error = std::current_exception();
+        }
         uint64_t seen = 0;
         for (;;) {
             const std::function<void(int)>* job = nullptr;
@@ -70,11 +81,13 @@ class DataParallel::Workers {
                 seen = generation_;
                 job = job_;
             }
-            std::exception_ptr error;
-            try {
-                (*job)(r);
-            } catch (...) {
-                error = std::current_exception();
+            std::exception_ptr error = setup_error;
+            if (!error) {
+                try {
+                    (*job)(r);
+                } catch (...) {
+                    error = std::current_exception();
+                }
             }
             std::lock_guard<std::mutex> lock(mutex_);
             errors_[static_cast<size_t>(r)] = error;
@@ -144,7 +157,7 @@ DataParallel::DataParallel(nn::Module& model, DataParallelOptions options)
         buffers_.push_back(m->buffers());
     }
     make_comms();
-    workers_ = std::make_unique<Workers>(R);
+    workers_ = std::make_unique<Workers>(options_.devices);
     remember_versions();
 }
 

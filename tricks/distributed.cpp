@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/check.h"
 #include "core/rng.h"
 #include "optim/optimizer.h"
@@ -31,9 +32,12 @@ struct DistributedDataParallel::Bucket {
     size_t pending = 0;  // parameters not yet ready in the current reduction
 };
 
-// The communication thread: all-reduces (average) the buffers it is given, in order.
+// The communication thread: all-reduces (average) the buffers it is given, in order. On a CUDA
+// model it makes the model's device its own first (cuda::set_device), so that the collectives'
+// device guards never switch it back to the default GPU 0.
 struct DistributedDataParallel::Pipeline {
-    explicit Pipeline(Communicator& comm) : comm_(comm), thread_([this] { loop(); }) {}
+    Pipeline(Communicator& comm, Device device)
+        : comm_(comm), device_(device), thread_([this] { loop(); }) {}
     ~Pipeline() {
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -62,6 +66,13 @@ struct DistributedDataParallel::Pipeline {
   private:
     void loop() {
         NoGradGuard no_grad;
+        // A failure here is every reduction's error (wait_all rethrows it).
+        std::exception_ptr setup_error;
+        try {
+            if (device_.is_cuda()) cuda::set_device(device_.index);
+        } catch (...) {
+            setup_error = std::current_exception();
+        }
         for (;;) {
             Tensor flat;
             bool skip = false;
@@ -73,8 +84,8 @@ struct DistributedDataParallel::Pipeline {
                 queue_.pop_front();
                 skip = error_ != nullptr;  // the communicator is broken: don't wait again
             }
-            std::exception_ptr error;
-            if (!skip) {
+            std::exception_ptr error = skip ? nullptr : setup_error;
+            if (!skip && !error) {
                 try {
                     comm_.all_reduce({flat}, CommOp::Average);
                 } catch (...) {
@@ -91,6 +102,7 @@ struct DistributedDataParallel::Pipeline {
     }
 
     Communicator& comm_;
+    Device device_;
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     std::deque<Tensor> queue_;
@@ -150,7 +162,8 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module,
         b.flat = Tensor::zeros({b.grad_elements + static_cast<int64_t>(b.params.size())},
                                first.dtype(), first.device());
     }
-    pipeline_ = std::make_unique<Pipeline>(*comm_);
+    pipeline_ = std::make_unique<Pipeline>(
+        *comm_, buckets_.empty() ? Device::cpu() : buckets_.front().flat.device());
     // Last: nothing may throw once the hooks (which capture `this`) are registered.
     hook_ids_.reserve(params_.size());
     for (size_t k = 0; k < params_.size(); ++k)

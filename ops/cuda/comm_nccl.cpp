@@ -32,6 +32,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/backend.h"
 #include "core/comm.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/cuda_context.h"
@@ -270,7 +271,10 @@ class NcclCommunicator final : public Communicator {
         int polls = 0;
         for (;;) {
             const cudaError_t q = cudaEventQuery(done);
-            if (q == cudaSuccess) break;
+            if (q == cudaSuccess) {
+                cuda::count_host_sync();  // the host waited for the GPU: cuda::host_syncs()
+                break;
+            }
             if (q != cudaErrorNotReady) {
                 cudaEventDestroy(done);
                 MDL_CUDA_CHECK(q);
@@ -350,7 +354,9 @@ std::vector<std::shared_ptr<Communicator>> init_all(const std::vector<int>& devi
     ncclConfig_t config = nonblocking_config();
     rc = ncclGroupStart();
     for (int i = 0; rc == ncclSuccess && i < n; ++i) {
-        MDL_CUDA_CHECK(cudaSetDevice(devices[i]));
+        // NCCL binds each communicator to the device current at its init call; the guard then
+        // gives the caller its device back instead of leaving it on the last one.
+        cuda::DeviceGuard guard(devices[i]);
         rc = ncclCommInitRankConfig(&comms[i], n, id, i, &config);
         if (rc == ncclInProgress) rc = ncclSuccess;
     }
@@ -383,7 +389,9 @@ std::shared_ptr<Communicator> init_rank(Communicator& bootstrap, int device, Com
     bootstrap.broadcast({id_tensor}, 0);
     std::memcpy(&id, id_tensor.data_ptr(), sizeof(id));
 
-    cuda::DeviceGuard guard(device);
+    // A rank drives one device: it becomes the calling thread's device for good (set_device), so
+    // that no guard ever switches this process back to GPU 0 and creates a context there.
+    cuda::set_device(device);
     ncclConfig_t config = nonblocking_config();
     ncclComm_t comm = nullptr;
     const ncclResult_t rc =

@@ -5,9 +5,15 @@
 //
 // The message names the call as written, the library's error name and string, and the file and
 // line: "cudaSetDevice(7) failed: cudaErrorInvalidDevice (invalid device ordinal) at
-// ops/cuda/cuda_runtime.cu:42". Kernel launches report their errors through the next runtime call,
-// so every launch is followed by MDL_CUDA_CHECK(cudaGetLastError()). Both macros are single
-// statements (do { } while (0)).
+// ops/cuda/cuda_runtime.cpp:42". Kernel launches report their errors through the next runtime
+// call, so every launch is followed by MDL_CUDA_LAUNCH_CHECK() (ops/cuda/cuda_common.cuh), which
+// calls launch_check below. All three macros are single statements (do { } while (0)).
+//
+// MINIDL_CUDA_SYNC=1 (read once per process): the launch check also waits for the launched
+// kernel and checks its outcome, so that a fault inside a kernel (an illegal address, a device
+// assert) is reported at the launch that caused it, not at whatever call happens to come next.
+// Slow — every launch becomes a host synchronisation, counted by cuda::host_syncs() — so for
+// debugging only, like PyTorch's CUDA_LAUNCH_BLOCKING=1.
 #pragma once
 
 #include <cublas_v2.h>
@@ -31,6 +37,14 @@ namespace minidl::cuda_detail {
     throw DeviceError(detail::concat(call, " failed: ", cublasGetStatusName(status), " (",
                                      cublasGetStatusString(status), ") at ", file, ":", line));
 }
+
+// True when MINIDL_CUDA_SYNC is set to anything but "" or "0"; the environment is read once.
+bool sync_after_launch();
+
+// The check after a kernel launch: the launch's own error, then, under MINIDL_CUDA_SYNC=1, the
+// kernel's outcome (a wait on the current device's minidl stream, where every kernel runs).
+// Throws DeviceError naming `file`:`line`, the launch site.
+void launch_check(const char* file, int line);
 
 }  // namespace minidl::cuda_detail
 

@@ -24,8 +24,12 @@
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/cuda_context.h"
 
-// After every kernel launch: launch-configuration errors surface here, with file and line.
-#define MDL_CUDA_LAUNCH_CHECK() MDL_CUDA_CHECK(cudaGetLastError())
+// After every kernel launch: launch-configuration errors surface here, with file and line (and,
+// under MINIDL_CUDA_SYNC=1, the kernel's own faults: cuda_check.h).
+#define MDL_CUDA_LAUNCH_CHECK()                                  \
+    do {                                                         \
+        ::minidl::cuda_detail::launch_check(__FILE__, __LINE__); \
+    } while (0)
 
 namespace minidl::cuda_detail {
 

@@ -9,6 +9,10 @@
 //
 // Code that runs its own work on minidl's tensors (NCCL collectives, say) should enqueue it on
 // cuda::stream(index) to stay ordered with the kernels.
+//
+// Host-blocking waits go through host_sync / copy_to_host / count_host_sync below, so that
+// cuda::host_syncs() (core/backend.h) counts every one: a raw cudaStreamSynchronize in a kernel
+// file would be a wait the counter misses.
 #pragma once
 
 #include <cublas_v2.h>
@@ -33,8 +37,13 @@ int multiprocessor_count(int index);
 // The device index of a CUDA tensor (MDL_ASSERTs that it is one).
 int device_of(const Tensor& t);
 
-// Makes `index` the calling thread's current device for the guard's lifetime, then restores the
-// previous one. Replica threads each drive their own device, so every entry point takes one.
+// Makes `index` the calling thread's current device for the guard's lifetime. Replica threads
+// each drive their own device, so every entry point takes one. On exit it restores the previous
+// device only when that device is known to have a primary context already: the thread chose it
+// with cuda::set_device, or minidl has used it in this process. Otherwise the previous device is
+// merely the runtime's default, 0, and switching back to it would create GPU 0's primary context
+// (hundreds of MB, CUDA >= 12) in a process that never uses GPU 0; the thread is then left on
+// `index`, which no minidl code depends on, since every entry point takes its own guard.
 class DeviceGuard {
   public:
     explicit DeviceGuard(int index);
@@ -44,8 +53,20 @@ class DeviceGuard {
 
   private:
     int previous_ = -1;
-    bool switched_ = false;
+    bool restore_ = false;
 };
+
+// ---- counted host synchronisation (cuda::host_syncs) ----
+// Each returns the runtime's status for MDL_CUDA_CHECK at the call site, which then names the
+// file and line of the wait: MDL_CUDA_CHECK(cuda::host_sync(s)).
+
+// cudaStreamSynchronize(s), counted.
+cudaError_t host_sync(cudaStream_t s);
+// Device-to-host copy of `nbytes` queued on `s`, complete on return (cudaMemcpyAsync, then a wait
+// on `s`): one counted synchronisation.
+cudaError_t copy_to_host(void* dst, const void* src, size_t nbytes, cudaStream_t s);
+// Counts a host-blocking wait done by other means (polling an event until it completes, cudaFree).
+void count_host_sync();
 
 // A scratch buffer on device `index` from its caching allocator, returned to the cache when the
 // buffer goes out of scope. Safe while kernels that use it are still queued: the next owner of the

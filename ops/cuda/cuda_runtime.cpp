@@ -3,11 +3,18 @@
 // stream and one cuBLAS handle per device.
 //
 // Discovery: cudaGetDeviceCount is asked once; ANY error counts as "no usable GPU" (machines with
-// the toolkit but no driver answer cudaErrorInsufficientDriver (35) or cudaErrorNoDevice (100)).
-// Per-device state is created lazily under std::call_once, so threads that drive different
-// devices (data-parallel replicas) may start concurrently. Host code compiled by the C++
+// the toolkit but no driver answer cudaErrorInsufficientDriver (35) or cudaErrorNoDevice (100)),
+// and is kept for device_error(), so that a runner can tell "no GPU here" from "a GPU the runtime
+// cannot use". Per-device state is created lazily under std::call_once, so threads that drive
+// different devices (data-parallel replicas) may start concurrently.
+//
+// Current device: set_device marks the thread as having chosen one (thread-local), and every
+// device this process switches to is marked as having a primary context; DeviceGuard restores the
+// previous device only in those cases (cuda_context.h says why). Host synchronisations are
+// counted in one process-wide SyncCounter (cuda::host_syncs). Host code compiled by the C++
 // compiler: nothing here launches kernels.
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -42,6 +49,7 @@ class CudaAllocator final : public CachingAllocator {
     }
     void system_free(void* ptr) override {
         DeviceGuard guard(index_);
+        count_host_sync();
         MDL_CUDA_CHECK(cudaFree(ptr));  // waits for queued work that may still read the block
     }
 
@@ -58,7 +66,38 @@ struct DeviceState {
     cublasHandle_t blas = nullptr;
     std::mutex blas_mutex;
     int multiprocessors = 0;
+    // Set once this process has made the device current: its primary context exists from then on
+    // (cudaSetDevice creates it, CUDA >= 12), so switching back to it costs no memory.
+    std::atomic<bool> has_context{false};
 };
+
+struct Discovery {
+    int count = 0;
+    std::string error;  // device_error()
+};
+
+const Discovery& discovery() {
+    static const Discovery d = [] {
+        Discovery out;
+        const cudaError_t err = cudaGetDeviceCount(&out.count);
+        if (err != cudaSuccess) {
+            (void)cudaGetLastError();  // not sticky; keep it from surfacing in a later check
+            out.count = 0;
+            out.error = detail::concat("cudaGetDeviceCount failed: ", cudaGetErrorName(err), " (",
+                                       static_cast<int>(err), "): ", cudaGetErrorString(err));
+        }
+        return out;
+    }();
+    return d;
+}
+
+SyncCounter& syncs() {
+    static SyncCounter counter;  // trivially destructible in effect: safe to bump after main
+    return counter;
+}
+
+// Whether the calling thread chose its device with set_device.
+thread_local bool t_chose_device = false;
 
 std::vector<std::unique_ptr<DeviceState>>& device_states() {
     // Leaked on purpose (see cuda_context.h): never destroyed after the runtime is gone.
@@ -100,15 +139,11 @@ bool built_with_cuda() {
 }
 
 int device_count() {
-    static const int count = [] {
-        int n = 0;
-        if (cudaGetDeviceCount(&n) != cudaSuccess) {
-            (void)cudaGetLastError();  // not sticky; keep it from surfacing in a later check
-            return 0;
-        }
-        return n;
-    }();
-    return count;
+    return discovery().count;
+}
+
+std::string device_error() {
+    return discovery().error;
 }
 
 std::string device_name(int index) {
@@ -133,7 +168,22 @@ Kernels& kernels() {
 void synchronize(int index) {
     DeviceState& s = state_with_stream(index);
     DeviceGuard guard(index);
-    MDL_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    MDL_CUDA_CHECK(host_sync(s.stream));
+}
+
+void set_device(int index) {
+    DeviceState& s = state(index);  // validates the index
+    MDL_CUDA_CHECK(cudaSetDevice(index));
+    s.has_context.store(true);
+    t_chose_device = true;
+}
+
+const SyncCounter& host_sync_counter() {
+    return syncs();
+}
+
+uint64_t host_syncs() {
+    return syncs().count();
 }
 
 // ---- ops/cuda/cuda_context.h ------------------------------------------------------------------
@@ -171,15 +221,38 @@ int device_of(const Tensor& t) {
 }
 
 DeviceGuard::DeviceGuard(int index) {
+    // cudaGetDevice creates no context: on a thread that chose nothing it just answers 0.
     MDL_CUDA_CHECK(cudaGetDevice(&previous_));
     if (previous_ != index) {
+        // Decided before switching: whether going back to previous_ would create its context.
+        const auto& states = device_states();
+        const bool previous_active = previous_ >= 0 &&
+                                     static_cast<size_t>(previous_) < states.size() &&
+                                     states[static_cast<size_t>(previous_)]->has_context.load();
         MDL_CUDA_CHECK(cudaSetDevice(index));
-        switched_ = true;
+        restore_ = t_chose_device || previous_active;
     }
+    // The guarded code is about to use the device, which creates its context if cudaSetDevice
+    // did not (the runtime's default device 0 is made current lazily).
+    state(index).has_context.store(true);
 }
 
 DeviceGuard::~DeviceGuard() {
-    if (switched_) (void)cudaSetDevice(previous_);  // a destructor must not throw
+    if (restore_) (void)cudaSetDevice(previous_);  // a destructor must not throw
+}
+
+cudaError_t host_sync(cudaStream_t s) {
+    count_host_sync();
+    return cudaStreamSynchronize(s);
+}
+
+cudaError_t copy_to_host(void* dst, const void* src, size_t nbytes, cudaStream_t s) {
+    const cudaError_t err = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s);
+    return err != cudaSuccess ? err : host_sync(s);
+}
+
+void count_host_sync() {
+    syncs().add();
 }
 
 DeviceBuffer::DeviceBuffer(int index, size_t nbytes) : index_(index), nbytes_(nbytes) {
@@ -191,6 +264,30 @@ DeviceBuffer::~DeviceBuffer() {
 }
 
 }  // namespace minidl::cuda
+
+namespace minidl::cuda_detail {
+
+bool sync_after_launch() {
+    static const bool on = [] {
+        const char* v = std::getenv("MINIDL_CUDA_SYNC");
+        return v != nullptr && *v != '\0' && std::string(v) != "0";
+    }();
+    return on;
+}
+
+void launch_check(const char* file, int line) {
+    const cudaError_t launched = cudaGetLastError();
+    if (launched != cudaSuccess) throw_cuda_error(launched, "kernel launch", file, line);
+    if (!sync_after_launch()) return;
+    int device = 0;
+    MDL_CUDA_CHECK(cudaGetDevice(&device));
+    const cudaError_t ran = cuda::host_sync(cuda::stream(device));
+    if (ran != cudaSuccess)
+        throw_cuda_error(ran, "kernel (MINIDL_CUDA_SYNC=1: waited for it after its launch)", file,
+                         line);
+}
+
+}  // namespace minidl::cuda_detail
 
 namespace minidl {
 

@@ -146,14 +146,12 @@ void CudaKernels::copy(const Tensor& src, Tensor& dst) {
         const cudaStream_t s = cuda::stream(to.index);
         MDL_CUDA_CHECK(
             cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes, cudaMemcpyHostToDevice, s));
-        MDL_CUDA_CHECK(cudaStreamSynchronize(s));
+        MDL_CUDA_CHECK(cuda::host_sync(s));
     } else if (to.is_cpu()) {
         // Device -> host: after the queued kernels, and complete on return so the host can read.
         cuda::DeviceGuard guard(from.index);
         const cudaStream_t s = cuda::stream(from.index);
-        MDL_CUDA_CHECK(
-            cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes, cudaMemcpyDeviceToHost, s));
-        MDL_CUDA_CHECK(cudaStreamSynchronize(s));
+        MDL_CUDA_CHECK(cuda::copy_to_host(dst.data_ptr(), src.data_ptr(), nbytes, s));
     } else if (from.index == to.index) {
         cuda::DeviceGuard guard(to.index);
         MDL_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes,

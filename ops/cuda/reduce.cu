@@ -304,8 +304,7 @@ double CudaKernels::sum_squares(const std::vector<Tensor>& xs) {
     sum_partials_kernel<<<1, 1024, 0, s>>>(p, total_partials, result);
     MDL_CUDA_LAUNCH_CHECK();
     double host = 0;
-    MDL_CUDA_CHECK(cudaMemcpyAsync(&host, result, sizeof(double), cudaMemcpyDeviceToHost, s));
-    MDL_CUDA_CHECK(cudaStreamSynchronize(s));
+    MDL_CUDA_CHECK(cuda::copy_to_host(&host, result, sizeof(double), s));
     return host;
 }
 
@@ -328,8 +327,7 @@ void CudaKernels::minmax_i64(const Tensor& x, int64_t& min_out, int64_t& max_out
     minmax_partial_kernel<<<1, 1024, 0, s>>>(lo, hi, blocks, result, result + 1);
     MDL_CUDA_LAUNCH_CHECK();
     int64_t host[2] = {0, 0};
-    MDL_CUDA_CHECK(cudaMemcpyAsync(host, result, sizeof(host), cudaMemcpyDeviceToHost, s));
-    MDL_CUDA_CHECK(cudaStreamSynchronize(s));
+    MDL_CUDA_CHECK(cuda::copy_to_host(host, result, sizeof(host), s));
     min_out = host[0];
     max_out = host[1];
 }
