@@ -269,8 +269,8 @@ fi
 if wants cpu; then
   t0=$(date +%s)
   say "-- CPU, pinned to cores 0,1: minidl vs PyTorch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"
-  run cpu_minidl 240 taskset -c 0,1 "$BIN_CLF" --device cpu --threads 2 --json --quiet --out "$LOGS/run_cpu_pinned"
-  run cpu_torch 300 taskset -c 0,1 "$PY" bench/torch_text_classifier.py --threads 2 --json \
+  run cpu_minidl 60 taskset -c 0,1 "$BIN_CLF" --device cpu --threads 2 --json --quiet --out "$LOGS/run_cpu_pinned"
+  run cpu_torch 150 taskset -c 0,1 "$PY" bench/torch_text_classifier.py --threads 2 --json \
     --data "$ROOT/.cache/datasets/spam-assassin/data"
   if [ $DRY = 0 ]; then
     m=$(json_field "$LOGS/cpu_minidl.log" train_samples_per_s)

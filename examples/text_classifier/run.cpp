@@ -197,6 +197,7 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
               {"train_samples_per_s",
                train_s > 0 ? static_cast<double>(data.train.size() * epochs_done) / train_s : 0.0},
               {"step_ms", steps > 0 ? 1000.0 * train_s / static_cast<double>(steps) : 0.0},
+              {"host_syncs_per_step", trainer.host_syncs_per_step()},
               {"test_loss", test.loss},
               {"test_accuracy", test.accuracy},
               {"test_macro_f1", test.macro_f1},

@@ -418,6 +418,7 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
         }
         const int64_t start = batch_ * batch;
         const int64_t len = std::min(batch, N - start);
+        const minidl::cuda::HostSyncScope syncs;  // the CPU's waits for the GPU in this step
         gather_batch(train, std::span<const int64_t>(order).subspan(start, len), device_, mb);
         tricks::StepResult r;
         std::string nonfinite;  // what was not finite ("" when all was)
@@ -446,6 +447,8 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
         }
         ++global_step_;
         ++epoch_steps_;
+        step_host_syncs_ += syncs.count();
+        ++counted_steps_;
         if (!r.stepped) ++epoch_skipped_;
         if (!nonfinite.empty()) {
             MDL_CHECK(config_.on_nonfinite == "skip", minidl::NonFiniteError, "non-finite ",

@@ -170,6 +170,13 @@ class Trainer {
     int64_t epochs_done() const { return epoch_; }
     int64_t global_step() const { return global_step_; }
     double train_s() const;  // the training time of the finished epochs
+    // Host synchronisations with the GPU per training step, batch upload included, over the steps
+    // of this process (0 on the CPU; core/backend.h's cuda::host_syncs says what counts).
+    double host_syncs_per_step() const {
+        return counted_steps_ > 0
+                   ? static_cast<double>(step_host_syncs_) / static_cast<double>(counted_steps_)
+                   : 0.0;
+    }
 
     // Everything a resumed run needs (see checkpoint.h for the file): model, optimizer, tricks,
     // generators, position, history. Tensors alias the live state: save before training on.
@@ -208,6 +215,8 @@ class Trainer {
     // The current epoch so far (saved so that a mid-epoch resume ends with the same record).
     double epoch_loss_sum_ = 0, epoch_time_ = 0;
     int64_t epoch_samples_ = 0, epoch_steps_ = 0, epoch_skipped_ = 0, epoch_nonfinite_ = 0;
+    uint64_t step_host_syncs_ = 0;  // not checkpointed: a figure of this process
+    int64_t counted_steps_ = 0;
     double window_sum_ = 0;
     int64_t window_n_ = 0;
     std::vector<EpochRecord> history_;
