@@ -127,6 +127,16 @@ if [ $DRY = 1 ]; then
     say "  [FAIL] over the 64 MiB that may travel"
     FAILS=$((FAILS + 1))
   fi
+  # The summary's table over the H200 run's records (tests/fixtures/gpu_check): a reader that
+  # loses a figure (it once read only the last line of a pretty-printed JSON) fails here.
+  table=$("$PY" bench/summarize_gpu.py tests/fixtures/gpu_check 2>&1)
+  if echo "$table" | grep -E 'GEMM|Adam|step|samples' | grep -q 'n/a'; then
+    say "  [FAIL] bench/summarize_gpu.py lost figures of the recorded run:"
+    echo "$table" | tee -a "$SUMMARY"
+    FAILS=$((FAILS + 1))
+  else
+    say "  bench/summarize_gpu.py reads the recorded H200 run: $(echo "$table" | grep -c '^  [A-Za-z]') rows"
+  fi
   # The binaries the dry run can inspect: the bundle's, else this checkout's own CUDA build.
   if [ ! -x "$BIN_TESTS" ] && [ -x "$ROOT/build/tests/minidl_gpu_tests" ]; then
     BIN_TESTS=$ROOT/build/tests/minidl_gpu_tests
@@ -208,7 +218,7 @@ if wants suite; then
     # Each failing case by name (doctest prints "TEST CASE:  name" before its failures' "ERROR:").
     awk '/^TEST CASE:/ {sub(/^TEST CASE: */, ""); tc = $0} / ERROR: / {print "    failed: " tc}' \
       "$LOGS/gpu_tests.log" | uniq | head -40 | tee -a "$SUMMARY"
-    grep -E "max relative error|relative L2" "$LOGS/gpu_tests.log" | sed 's/^.*MESSAGE: /    /' |
+    grep -E "max relative error|relative L2|NCCL ranks" "$LOGS/gpu_tests.log" | sed 's/^.*MESSAGE: /    /' |
       head -40 | tee -a "$SUMMARY" >/dev/null
   fi
   step_time suite "$t0"

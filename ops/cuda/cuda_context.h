@@ -68,6 +68,15 @@ cudaError_t copy_to_host(void* dst, const void* src, size_t nbytes, cudaStream_t
 // Counts a host-blocking wait done by other means (polling an event until it completes, cudaFree).
 void count_host_sync();
 
+// Host-to-device copy of `nbytes` from pageable host memory to device `index`, queued on its
+// stream; the source may be reused or released on return. Up to kMaxStagedCopy bytes (a training
+// batch's ids, offsets and labels) the bytes are first copied into one of the device's 16 pinned
+// staging slots, from which the DMA runs while the host goes on: no wait, unless the slot's copy
+// of 16 copies ago is still queued. Larger copies go straight from pageable memory and wait (one
+// counted synchronisation).
+inline constexpr size_t kMaxStagedCopy = size_t{1} << 20;
+cudaError_t copy_to_device(void* dst, const void* src, size_t nbytes, int index);
+
 // A scratch buffer on device `index` from its caching allocator, returned to the cache when the
 // buffer goes out of scope. Safe while kernels that use it are still queued: the next owner of the
 // block can only use it from later work on the same stream.

@@ -13,8 +13,10 @@
 // previous device only in those cases (cuda_context.h says why). Host synchronisations are
 // counted in one process-wide SyncCounter (cuda::host_syncs). Host code compiled by the C++
 // compiler: nothing here launches kernels.
+#include <array>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -69,6 +71,16 @@ struct DeviceState {
     // Set once this process has made the device current: its primary context exists from then on
     // (cudaSetDevice creates it, CUDA >= 12), so switching back to it costs no memory.
     std::atomic<bool> has_context{false};
+    // Pinned staging slots for small host-to-device copies (copy_to_device), used in turn.
+    std::mutex staging_mutex;
+    struct StagingSlot {
+        void* host = nullptr;  // pinned (cudaHostAlloc), `capacity` bytes
+        size_t capacity = 0;
+        cudaEvent_t copied = nullptr;  // recorded after the slot's last copy was queued
+        bool in_flight = false;
+    };
+    std::array<StagingSlot, 16> staging;
+    size_t next_slot = 0;
 };
 
 struct Discovery {
@@ -253,6 +265,54 @@ cudaError_t copy_to_host(void* dst, const void* src, size_t nbytes, cudaStream_t
 
 void count_host_sync() {
     syncs().add();
+}
+
+cudaError_t copy_to_device(void* dst, const void* src, size_t nbytes, int index) {
+    DeviceState& st = state_with_stream(index);
+    DeviceGuard guard(index);
+    if (nbytes > kMaxStagedCopy) {
+        // Large (a dataset, a checkpoint): straight from pageable memory, then a wait, so that
+        // the caller may release the source on return.
+        const cudaError_t err =
+            cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st.stream);
+        return err != cudaSuccess ? err : host_sync(st.stream);
+    }
+    std::lock_guard<std::mutex> lock(st.staging_mutex);
+    DeviceState::StagingSlot& slot = st.staging[st.next_slot];
+    st.next_slot = (st.next_slot + 1) % st.staging.size();
+    if (slot.in_flight) {
+        // The slot's previous copy was queued 16 copies ago; wait for it only if the GPU has not
+        // done it yet (then the host is far ahead of the device, and waiting costs nothing).
+        cudaError_t err = cudaEventQuery(slot.copied);
+        if (err == cudaErrorNotReady) {
+            count_host_sync();
+            err = cudaEventSynchronize(slot.copied);
+        }
+        if (err != cudaSuccess) return err;
+        slot.in_flight = false;
+    }
+    if (slot.copied == nullptr) {
+        const cudaError_t err = cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming);
+        if (err != cudaSuccess) return err;
+    }
+    if (slot.capacity < nbytes) {
+        if (slot.host != nullptr) {
+            const cudaError_t err = cudaFreeHost(slot.host);  // the slot's copy is done (above)
+            slot.host = nullptr;
+            slot.capacity = 0;
+            if (err != cudaSuccess) return err;
+        }
+        // Grown in 64 KiB steps: a training loop's batches settle on one size after a few steps.
+        const size_t capacity = (nbytes + 65535) / 65536 * 65536;
+        const cudaError_t err = cudaHostAlloc(&slot.host, capacity, cudaHostAllocDefault);
+        if (err != cudaSuccess) return err;
+        slot.capacity = capacity;
+    }
+    std::memcpy(slot.host, src, nbytes);  // the caller's buffer is free on return
+    cudaError_t err = cudaMemcpyAsync(dst, slot.host, nbytes, cudaMemcpyHostToDevice, st.stream);
+    if (err == cudaSuccess) err = cudaEventRecord(slot.copied, st.stream);
+    if (err == cudaSuccess) slot.in_flight = true;
+    return err;
 }
 
 DeviceBuffer::DeviceBuffer(int index, size_t nbytes) : index_(index), nbytes_(nbytes) {

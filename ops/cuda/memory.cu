@@ -140,13 +140,9 @@ void CudaKernels::copy(const Tensor& src, Tensor& dst) {
     if (from.is_cpu() && to.is_cpu()) {
         std::memcpy(dst.data_ptr(), src.data_ptr(), nbytes);
     } else if (from.is_cpu()) {
-        // Host -> device. From pageable memory the driver stages the bytes and may return before
-        // the DMA ends; waiting makes the host buffer free to reuse or release on return.
-        cuda::DeviceGuard guard(to.index);
-        const cudaStream_t s = cuda::stream(to.index);
-        MDL_CUDA_CHECK(
-            cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes, cudaMemcpyHostToDevice, s));
-        MDL_CUDA_CHECK(cuda::host_sync(s));
+        // Host -> device: small copies through pinned staging without a wait, large ones wait
+        // (cuda_context.h); either way the host buffer is free to reuse or release on return.
+        MDL_CUDA_CHECK(cuda::copy_to_device(dst.data_ptr(), src.data_ptr(), nbytes, to.index));
     } else if (to.is_cpu()) {
         // Device -> host: after the queued kernels, and complete on return so the host can read.
         cuda::DeviceGuard guard(from.index);

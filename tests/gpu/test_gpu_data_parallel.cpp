@@ -3,10 +3,14 @@
 //   - DataParallel, 2 replicas on cuda:0, in-process communicator (device tensors staged through
 //     the host: NCCL cannot put two ranks on one GPU);
 //   - the NCCL communicator with one rank (nccl::init_all({0})): collectives on the device, and
-//     DistributedDataParallel and DataParallel driving it.
+//     DistributedDataParallel and DataParallel driving it;
+//   - two NCCL ranks with distinct data, where NCCL allows two ranks on the GPUs at hand (two
+//     GPUs; on one GPU it refuses, and the test prints why).
 // Deterministic mode (core/determinism.h) makes the embedding backward's scatter a fixed-order sum,
 // so that runs on the same GPU can be compared bitwise.
 #include <doctest/doctest.h>
+
+#include <thread>
 
 #include "core/comm.h"
 #include "core/determinism.h"
@@ -29,7 +33,8 @@ Trajectory data_parallel_gpu_run(const DPTask& task, const RunOptions& o,
     amp::GradScaler scaler({.init_scale = 1024.0});
     tricks::TrainStepConfig cfg;
     cfg.optimizer = &opt;
-    if (o.fgm > 0) cfg.fgm = dp.make_attack<tricks::FGM>(tricks::FGMOptions{.epsilon = o.fgm}).get();
+    if (o.fgm > 0)
+        cfg.fgm = dp.make_attack<tricks::FGM>(tricks::FGMOptions{.epsilon = o.fgm}).get();
     if (o.amp) {
         cfg.autocast = DType::F16;
         cfg.scaler = &scaler;
@@ -145,4 +150,62 @@ TEST_CASE("gpu/nccl: one rank: collectives, DistributedDataParallel and DataPara
     const Trajectory plain = reference_run(task, RunOptions{}, gpu());
     for (int s = 0; s < o.steps; ++s)
         CHECK(all_bitwise(dp.weights[s], plain.weights[s]));
+}
+
+TEST_CASE("gpu/nccl: two ranks with distinct data (where NCCL allows two ranks on the GPUs here)") {
+    if (!nccl::available()) {
+        MESSAGE("built without NCCL: nothing to test");
+        return;
+    }
+    // Two ranks need two GPUs: NCCL refuses two ranks of one communicator on the same device
+    // ("Duplicate GPU detected"). With one GPU the attempt is made anyway, so that an NCCL that
+    // allows it is tested, and otherwise the reason is printed.
+    const int devices = cuda::device_count();
+    const std::vector<int> ranks_on =
+        devices >= 2 ? std::vector<int>{0, 1} : std::vector<int>{0, 0};
+    std::vector<std::shared_ptr<Communicator>> comms;
+    try {
+        comms = nccl::init_all(ranks_on, {.timeout_s = 20});
+    } catch (const std::exception& e) {
+        MESSAGE("2 NCCL ranks on " << devices << " GPU(s): not run: " << e.what());
+        CHECK(devices < 2);  // with two GPUs, init must work
+        return;
+    }
+    REQUIRE(comms.size() == 2);
+    // Rank r holds r + 1 (F32) and 10 (r + 1) (BF16, exact); each rank drives its own thread.
+    std::vector<std::vector<float>> sums(2), averages(2), broadcast(2);
+    std::vector<std::string> errors(2);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 2; ++r) {
+        threads.emplace_back([&, r] {
+            try {
+                const Device d = Device::cuda(ranks_on[static_cast<size_t>(r)]);
+                Tensor a = Tensor::full({1000}, r + 1.0, DType::F32, d);
+                Tensor b = Tensor::full({4}, 10.0 * (r + 1), DType::BF16, d);
+                comms[static_cast<size_t>(r)]->all_reduce({a, b}, CommOp::Sum);
+                sums[static_cast<size_t>(r)] = a.to_vector<float>();
+                sums[static_cast<size_t>(r)].push_back(b.to_vector<float>()[3]);
+                Tensor c = Tensor::full({8}, r + 1.0, DType::F32, d);
+                comms[static_cast<size_t>(r)]->all_reduce({c}, CommOp::Average);
+                averages[static_cast<size_t>(r)] = c.to_vector<float>();
+                Tensor e = Tensor::full({8}, 100.0 + r, DType::F32, d);
+                comms[static_cast<size_t>(r)]->broadcast({e}, 1);
+                broadcast[static_cast<size_t>(r)] = e.to_vector<float>();
+            } catch (const std::exception& ex) {
+                errors[static_cast<size_t>(r)] = ex.what();
+            }
+        });
+    }
+    for (std::thread& t : threads)
+        t.join();
+    for (size_t r = 0; r < 2; ++r) {
+        CAPTURE(r);
+        CHECK(errors[r].empty());
+        if (!errors[r].empty()) MESSAGE(errors[r]);
+        std::vector<float> want_sum(1000, 3.0f);
+        want_sum.push_back(30.0f);
+        CHECK(sums[r] == want_sum);
+        CHECK(averages[r] == std::vector<float>(8, 1.5f));
+        CHECK(broadcast[r] == std::vector<float>(8, 101.0f));
+    }
 }

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
 
 using namespace minidl;
@@ -118,4 +119,38 @@ TEST_CASE("gpu/memory: permute matches the CPU bit for bit") {
             check_bitwise(r.gpu[1], r.cpu[1], what);
         }
     }
+}
+
+TEST_CASE("gpu/memory: small host-to-device copies are staged: no host wait, source free at once") {
+    // 100 copies of a reused host buffer, overwritten right after each copy returns: every device
+    // tensor must hold the values of its own copy (the staging slots are reused 6 times over, so a
+    // slot handed out before its previous DMA ended would show up here), and none of the copies
+    // may wait for the device (cuda_context.h: copy_to_device).
+    const Device gpu = Device::cuda(0);
+    const int64_t n = 5000;  // 40 KB of I64: a training batch's ids
+    Tensor host = Tensor::zeros({n}, DType::I64);
+    std::vector<Tensor> on_device;
+    Tensor busy = Tensor::ones({4096, 4096}, DType::F32, gpu);  // keep the stream busy meanwhile
+    cuda::HostSyncScope syncs;
+    for (int64_t k = 0; k < 100; ++k) {
+        busy = matmul(busy, busy) * 1e-4;  // queued ahead of the copies
+        for (int64_t i = 0; i < n; ++i)
+            host.raw<int64_t>()[i] = k * n + i;
+        on_device.push_back(host.to(gpu));
+    }
+    CHECK(syncs.count() == 0);
+    for (int64_t k = 0; k < 100; ++k) {
+        const std::vector<int64_t> v = on_device[static_cast<size_t>(k)].to_vector<int64_t>();
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n; ++i)
+            wrong += v[static_cast<size_t>(i)] != k * n + i;
+        CAPTURE(k);
+        CHECK(wrong == 0);
+    }
+    // A large copy goes straight from pageable memory and waits once.
+    Tensor big = Tensor::ones({int64_t{1} << 19}, DType::F32);  // 2 MiB > kMaxStagedCopy
+    cuda::HostSyncScope big_syncs;
+    Tensor big_gpu = big.to(gpu);
+    CHECK(big_syncs.count() == 1);
+    CHECK(big_gpu.to_vector<double>().back() == 1.0);
 }
