@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/backend.h"
+#include "core/kernels.h"
 #include "tests/support/device.h"
 #include "tests/support/gpu_status.h"
 
@@ -47,5 +48,15 @@ int main(int argc, char** argv) {
     }
     std::printf("minidl_gpu_tests on %s\n", cuda::device_name(0).c_str());
     doctest::Context context(argc, argv);
-    return context.run();
+    const int rc = context.run();
+    // A fault of a kernel that nothing waited for would otherwise be lost at exit: one checked
+    // wait for everything queued.
+    try {
+        minidl::kernels_for(minidl::Device::cuda(0)).synchronize();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "minidl_gpu_tests: an asynchronous CUDA fault at exit: %s\n",
+                     e.what());
+        return 1;
+    }
+    return rc;
 }
