@@ -18,8 +18,13 @@
 //               many. Non-blocking MPI collectives polled against the deadline.
 //   NCCL        GPU tensors (ops/cuda/comm_nccl.cpp): one rank per GPU, either all in one process
 //               (nccl::init_all) or one per process, bootstrapped over MPI by broadcasting the
-//               ncclUniqueId (nccl::init_rank). Collectives are enqueued on minidl's stream of the
-//               device (cuda::stream), ordered with the kernels that produced the data.
+//               ncclUniqueId (nccl::init_rank). Collectives run on the communicator's own
+//               stream, made to wait (an event) for the kernels on minidl's stream of the device
+//               (cuda::stream) that produced the data; the calling thread waits for each
+//               collective to complete. That wait is what keeps the caching allocator, which knows
+//               only minidl's stream, from handing a tensor's block to new work while NCCL still
+//               reads it: an asynchronous collective would first need the block's release to
+//               wait on an event of the NCCL stream (PyTorch's record_stream).
 // Cost model (ring all-reduce, Patarasuk & Yuan 2009; the NCCL and Horovod docs): each rank sends
 // and receives 2 (N-1)/N of the bytes, in 2 (N-1) latency-bound steps, so
 //   t ~ 2 (N-1)/N * bytes / bandwidth + 2 (N-1) * latency          (docs/data_parallel.md)
