@@ -9,6 +9,7 @@
 // compiler: nothing here launches kernels.
 #include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/backend.h"
@@ -21,10 +22,11 @@ namespace minidl::cuda {
 
 namespace {
 
-// cudaMalloc/cudaFree under the size-binned cache of core/allocator.h.
+// cudaMalloc/cudaFree under the segment cache of core/allocator.h.
 class CudaAllocator final : public CachingAllocator {
   public:
-    explicit CudaAllocator(int index) : index_(index) {}
+    explicit CudaAllocator(int index)
+        : CachingAllocator("cuda:" + std::to_string(index)), index_(index) {}
     ~CudaAllocator() override = default;
 
   protected:
