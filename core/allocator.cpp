@@ -1,7 +1,8 @@
-// core/allocator.cpp — the segment-splitting caching allocator and its CPU instance (see
-// allocator.h for the policy: 512-byte rounding, small/large pools, best fit, split, merge).
+// core/allocator.cpp — the caching allocator and its CPU instance (see allocator.h for the two
+// packings: segments split and merged for CUDA, one system allocation per 25 % bin for the CPU).
 #include "core/allocator.h"
 
+#include <bit>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -35,19 +36,31 @@ std::string format_bytes(size_t n) {
 
 }  // namespace
 
-size_t CachingAllocator::bin_size(size_t nbytes) {
+size_t CachingAllocator::bin_size(size_t nbytes, Packing packing) {
+    if (packing == Packing::kOwnBlocks) {
+        if (nbytes <= 64) return 64;
+        // 2^k * {1, 1.25, 1.5, 1.75}: the power of two at or below, then the quarter step above.
+        // Coarse bins let a freed block serve the next request of a nearby size exactly.
+        const size_t top = std::bit_floor(nbytes);
+        const size_t quarter = top / 4;
+        const size_t bin = (nbytes + quarter - 1) / quarter * quarter;
+        // A multiple of 64 (aligned_alloc wants the size to be a multiple of the alignment).
+        return (bin + 63) / 64 * 64;
+    }
     if (nbytes == 0) return kRound;
     return (nbytes + kRound - 1) / kRound * kRound;
 }
 
-size_t CachingAllocator::segment_size(size_t nbytes) {
-    const size_t size = bin_size(nbytes);
+size_t CachingAllocator::segment_size(size_t nbytes, Packing packing) {
+    const size_t size = bin_size(nbytes, packing);
+    if (packing == Packing::kOwnBlocks) return size;
     if (size <= kSmallRequest) return kSmallSegment;
     if (size < kHugeRequest) return kLargeSegment;
     return (size + kHugeRound - 1) / kHugeRound * kHugeRound;
 }
 
-CachingAllocator::CachingAllocator(std::string label) : label_(std::move(label)) {}
+CachingAllocator::CachingAllocator(std::string label, Packing packing)
+    : label_(std::move(label)), packing_(packing) {}
 
 CachingAllocator::~CachingAllocator() {
     // The segments cannot be given back here (system_free belongs to the destroyed subclass); the
@@ -68,6 +81,9 @@ void* CachingAllocator::take_cached(size_t size) {
     Block key{nullptr, size, false};
     auto it = p.lower_bound(&key);  // the smallest free block of at least size bytes
     if (it == p.end()) return nullptr;
+    // An own block serves its own bin only: a bigger one would hold more than the request needs
+    // for as long as the tensor lives, and it cannot be split.
+    if (packing_ == Packing::kOwnBlocks && (*it)->size != size) return nullptr;
     ++stats_.cache_hits;
     return hand_out(*it, size);
 }
@@ -75,7 +91,8 @@ void* CachingAllocator::take_cached(size_t size) {
 void* CachingAllocator::hand_out(Block* b, size_t size) {
     Pool& p = pool(b->small);
     const size_t rest = b->size - size;
-    const bool split = b->small ? rest >= kRound : rest > kLargeSplitMin;
+    const bool split =
+        packing_ == Packing::kSegments && (b->small ? rest >= kRound : rest > kLargeSplitMin);
     // Everything that may throw (allocating the tail's Block, the map node) comes before the first
     // change, so that a failure leaves the cache as it was.
     Block* tail = split ? new Block{b->ptr + size, rest, b->small} : nullptr;
@@ -138,8 +155,8 @@ void CachingAllocator::release(const std::vector<void*>& bases) {
 }
 
 void* CachingAllocator::allocate(size_t nbytes) {
-    const size_t size = bin_size(nbytes);
-    const size_t segment = segment_size(nbytes);
+    const size_t size = bin_size(nbytes, packing_);
+    const size_t segment = segment_size(nbytes, packing_);
     std::unique_lock<std::mutex> lock(mutex_);
     if (void* ptr = take_cached(size)) return ptr;
     // system_allocate runs under the lock (it does not call back into the allocator); a throw
@@ -194,14 +211,15 @@ void CachingAllocator::deallocate(void* ptr, size_t nbytes) {
     MDL_ASSERT(found != allocated_.end(), "deallocate(", ptr, ", ", nbytes, ") on ", label_,
                ": not a block this allocator handed out (or freed twice)");
     Block* b = found->second;
-    MDL_ASSERT(b->counted == bin_size(nbytes), "deallocate(", ptr, ", ", nbytes, ") on ", label_,
-               ": the block was allocated for ", b->counted, " bytes");
+    MDL_ASSERT(b->counted == bin_size(nbytes, packing_), "deallocate(", ptr, ", ", nbytes, ") on ",
+               label_, ": the block was allocated for ", b->counted, " bytes");
     allocated_.erase(found);
     stats_.bytes_in_use -= b->counted;
     b->allocated = false;
     b->counted = 0;
     Pool& p = pool(b->small);
-    // Merge with the free neighbours of the same segment, so that it can become one block again.
+    // Merge with the free neighbours of the same segment, so that it can become one block again
+    // (an own block has none).
     if (Block* prev = b->prev; prev != nullptr && !prev->allocated) {
         p.erase(prev);
         stats_.bytes_cached -= prev->size;
@@ -241,11 +259,12 @@ namespace {
 
 class CpuAllocator final : public CachingAllocator {
   public:
-    CpuAllocator() : CachingAllocator("cpu") {}
+    // One malloc per block: AddressSanitizer then sees every tensor as its own heap block.
+    CpuAllocator() : CachingAllocator("cpu", Packing::kOwnBlocks) {}
 
   protected:
     void* system_allocate(size_t nbytes) override {
-        // aligned_alloc wants a size that is a multiple of the alignment; segments are.
+        // aligned_alloc wants a size that is a multiple of the alignment; bins >= 64 are.
         return std::aligned_alloc(64, nbytes);
     }
     void system_free(void* ptr) override { std::free(ptr); }

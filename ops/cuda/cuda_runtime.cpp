@@ -22,11 +22,12 @@ namespace minidl::cuda {
 
 namespace {
 
-// cudaMalloc/cudaFree under the segment cache of core/allocator.h.
+// cudaMalloc/cudaFree under the segment cache of core/allocator.h: cudaMalloc is slow and
+// synchronises the device, so few large segments are taken and split.
 class CudaAllocator final : public CachingAllocator {
   public:
     explicit CudaAllocator(int index)
-        : CachingAllocator("cuda:" + std::to_string(index)), index_(index) {}
+        : CachingAllocator("cuda:" + std::to_string(index), Packing::kSegments), index_(index) {}
     ~CudaAllocator() override = default;
 
   protected:

@@ -1,9 +1,10 @@
-// tests/core/test_allocator.cpp — the segment cache of core/allocator.h over a fake system.
+// tests/core/test_allocator.cpp — both packings of core/allocator.h's cache over a fake system.
 //
-// BudgetAllocator takes its segments from malloc, refuses (returns nullptr, as cudaMalloc's
-// out-of-memory does) past a byte budget, and counts what it was asked for, so that each test can
-// say exactly how many segments the cache took and gave back. The memory is never touched: only
-// the addresses matter.
+// BudgetAllocator takes its segments (or blocks) from malloc, refuses (returns nullptr, as
+// cudaMalloc's out-of-memory does) past a byte budget, and counts what it was asked for, so that
+// each test can say exactly how many system allocations the cache took and gave back. The memory
+// is never touched: only the addresses matter. The tests without "own blocks" in their names run
+// the segment packing that CUDA uses; those with it, the CPU's one allocation per block.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -29,7 +30,8 @@ constexpr size_t kMiB = 1024 * 1024;
 
 class BudgetAllocator final : public CachingAllocator {
   public:
-    explicit BudgetAllocator(size_t budget) : CachingAllocator("fake:3"), budget_(budget) {}
+    explicit BudgetAllocator(size_t budget, Packing packing = Packing::kSegments)
+        : CachingAllocator("fake:3", packing), budget_(budget) {}
     ~BudgetAllocator() override {
         for (auto& [ptr, n] : segments_)
             std::free(ptr);
@@ -37,6 +39,7 @@ class BudgetAllocator final : public CachingAllocator {
 
     size_t system_bytes = 0;
     size_t peak_system_bytes = 0;
+    size_t live_system_allocations() const { return segments_.size(); }
     int refused = 0;
     bool single_threaded = true;  // the books can be compared with system_bytes
 
@@ -319,4 +322,188 @@ TEST_CASE("core/allocator: freeing a pointer it did not hand out is reported as 
     alloc.deallocate(p, 100);
     CHECK_THROWS_AS(alloc.deallocate(p, 100), InternalError);  // twice
     CHECK(alloc.stats().bytes_in_use == 0);
+}
+
+TEST_CASE("core/allocator: the segment packing rounds to 512 bytes") {
+    for (size_t n : {1ul, 63ul, 64ul, 65ul, 100ul, 1000ul, 4097ul, 1000000ul}) {
+        const size_t bin = CachingAllocator::bin_size(n, CachingAllocator::Packing::kSegments);
+        CHECK(bin >= n);
+        CHECK(bin % 512 == 0);
+        CHECK(bin < n + 512);
+    }
+    BudgetAllocator alloc(size_t{1} << 40);
+    CHECK(alloc.bin_size(1000) == 1024);
+    CHECK(alloc.segment_size(1000, alloc.packing()) == 2 * kMiB);
+}
+
+// The CPU's packing: one system allocation per block, so that AddressSanitizer sees every tensor
+// as its own heap block (core/allocator.h).
+TEST_CASE("core/allocator: own blocks: every live block is its own system allocation") {
+    BudgetAllocator alloc(size_t{1} << 40, CachingAllocator::Packing::kOwnBlocks);
+    CHECK(alloc.bin_size(1000) == 1024);
+    CHECK(alloc.bin_size(1100) == 1280);  // 1024 * 1.25
+    CHECK(alloc.bin_size(40) == 64);
+    // Many small blocks, which the segment packing would put into one 2 MiB segment.
+    std::mt19937 rng(11);
+    std::vector<std::pair<void*, size_t>> live;
+    size_t binned = 0;
+    for (int i = 0; i < 200; ++i) {
+        const size_t nbytes = 1 + rng() % 4096;
+        live.emplace_back(alloc.allocate(nbytes), nbytes);
+        binned += alloc.bin_size(nbytes);
+        CHECK(reinterpret_cast<uintptr_t>(live.back().first) % 64 == 0);
+    }
+    AllocatorStats s = alloc.stats();
+    CHECK(s.cache_hits == 0);
+    CHECK(s.system_allocs == 200);
+    CHECK(alloc.live_system_allocations() == live.size());
+    CHECK(s.bytes_in_use == binned);
+    CHECK(s.bytes_reserved == binned);  // each allocation is exactly its bin: no slack
+    CHECK(alloc.system_bytes == binned);
+    CHECK(s.bytes_cached == 0);
+    for (auto& [p, n] : live)
+        alloc.deallocate(p, n);
+    s = alloc.stats();
+    CHECK(s.bytes_in_use == 0);
+    CHECK(s.bytes_cached == binned);
+    CHECK(s.bytes_reserved == binned);
+    alloc.empty_cache();
+    CHECK(alloc.live_system_allocations() == 0);
+}
+
+TEST_CASE("core/allocator: own blocks: a freed block serves the same bin, not a smaller one") {
+    BudgetAllocator alloc(size_t{1} << 40, CachingAllocator::Packing::kOwnBlocks);
+    SUBCASE("same bin: reused, no new system allocation") {
+        void* p = alloc.allocate(1000);
+        alloc.deallocate(p, 1000);
+        void* q = alloc.allocate(1020);  // another size in the same 1024-byte bin
+        CHECK(q == p);
+        CHECK(alloc.stats().system_allocs == 1);
+        CHECK(alloc.stats().cache_hits == 1);
+        CHECK(alloc.stats().bytes_in_use == 1024);
+        CHECK(alloc.stats().bytes_cached == 0);
+        alloc.deallocate(q, 1020);
+    }
+    SUBCASE("a much larger cached block is left alone") {
+        void* big = alloc.allocate(4 * kMiB);
+        alloc.deallocate(big, 4 * kMiB);
+        void* small = alloc.allocate(kKiB);
+        CHECK(small != big);
+        CHECK(alloc.stats().system_allocs == 2);
+        CHECK(alloc.stats().cache_hits == 0);
+        CHECK(alloc.stats().bytes_cached == 4 * kMiB);  // still cached, whole
+        CHECK(alloc.stats().bytes_in_use == kKiB);
+        CHECK(alloc.live_system_allocations() == 2);
+        // Nor the next bin up (1280 bytes for 1025..1280): a block serves its bin only.
+        void* next_bin = alloc.allocate(1100);
+        alloc.deallocate(next_bin, 1100);
+        void* again = alloc.allocate(kKiB);
+        CHECK(again != next_bin);
+        CHECK(alloc.stats().system_allocs == 4);
+        alloc.deallocate(again, kKiB);
+        alloc.deallocate(small, kKiB);
+    }
+    SUBCASE("best fit among blocks of the bin, each handed out once") {
+        void* a = alloc.allocate(3000);
+        void* b = alloc.allocate(3000);
+        alloc.deallocate(a, 3000);
+        alloc.deallocate(b, 3000);
+        void* c = alloc.allocate(3000);
+        void* d = alloc.allocate(2900);
+        CHECK(c != d);
+        CHECK(((c == a && d == b) || (c == b && d == a)));
+        CHECK(alloc.stats().system_allocs == 2);
+        alloc.deallocate(c, 3000);
+        alloc.deallocate(d, 2900);
+    }
+    CHECK(alloc.stats().bytes_in_use == 0);
+    CHECK(alloc.stats().bytes_reserved == alloc.system_bytes);
+}
+
+TEST_CASE("core/allocator: own blocks: empty_cache returns every cached block") {
+    BudgetAllocator alloc(size_t{1} << 40, CachingAllocator::Packing::kOwnBlocks);
+    std::vector<std::pair<void*, size_t>> blocks;
+    for (size_t n : {100ul, 100ul, 5000ul, 70000ul, 3 * kMiB, 30 * kMiB})
+        blocks.emplace_back(alloc.allocate(n), n);
+    void* kept = alloc.allocate(kKiB);
+    for (auto& [p, n] : blocks)
+        alloc.deallocate(p, n);
+    alloc.empty_cache();
+    const AllocatorStats s = alloc.stats();
+    CHECK(s.system_allocs == 7);
+    CHECK(s.system_frees == 6);
+    CHECK(s.bytes_cached == 0);
+    CHECK(s.bytes_in_use == kKiB);
+    CHECK(s.bytes_reserved == kKiB);
+    CHECK(alloc.system_bytes == kKiB);
+    CHECK(alloc.live_system_allocations() == 1);
+    alloc.deallocate(kept, kKiB);
+    alloc.empty_cache();
+    CHECK(alloc.live_system_allocations() == 0);
+    CHECK(alloc.stats().system_frees == 7);
+}
+
+TEST_CASE("core/allocator: own blocks: out of memory gives back the cache, then throws") {
+    BudgetAllocator alloc(64 * kMiB, CachingAllocator::Packing::kOwnBlocks);
+    void* keep = alloc.allocate(32 * kMiB);
+    void* cached = alloc.allocate(20 * kMiB);
+    alloc.deallocate(cached, 20 * kMiB);
+    // 32 live + 20 cached + 24 (the bin of 20 MiB + 1) > 64: the cached block goes, the retry
+    // fits.
+    void* c = alloc.allocate(20 * kMiB + 1);
+    CHECK(alloc.refused == 1);
+    CHECK(alloc.stats().system_frees == 1);
+    CHECK(alloc.system_bytes == 56 * kMiB);
+    CHECK(alloc.stats().bytes_reserved == 56 * kMiB);
+    const AllocatorStats before = alloc.stats();
+    std::string message;
+    try {
+        alloc.allocate(20 * kMiB);
+        FAIL("expected OutOfMemoryError");
+    } catch (const OutOfMemoryError& e) {
+        message = e.what();
+    }
+    CAPTURE(message);
+    CHECK(message.find("requested 20971520 bytes") != std::string::npos);
+    CHECK(message.find("fake:3") != std::string::npos);
+    CHECK(message.find("in use 58720256 bytes") != std::string::npos);  // 56 MiB
+    CHECK(message.find("0 wholly free segments were given back") != std::string::npos);
+    CHECK(alloc.refused == 2);  // nothing cached to give back: no retry
+    CHECK(same(alloc.stats(), before));
+    alloc.deallocate(c, 20 * kMiB + 1);
+    alloc.deallocate(keep, 32 * kMiB);
+    CHECK(alloc.stats().bytes_in_use == 0);
+    CHECK(alloc.stats().bytes_reserved == alloc.system_bytes);
+}
+
+TEST_CASE("core/allocator: own blocks: threads allocating and freeing leave it consistent") {
+    BudgetAllocator alloc(size_t{1} << 40, CachingAllocator::Packing::kOwnBlocks);
+    alloc.single_threaded = false;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&alloc, t] {
+            std::mt19937 rng(static_cast<unsigned>(t));
+            std::vector<std::pair<void*, size_t>> mine;
+            for (int i = 0; i < 2000; ++i) {
+                const size_t nbytes = 1 + rng() % (size_t{1} << (6 + rng() % 14));
+                mine.emplace_back(alloc.allocate(nbytes), nbytes);
+                if (mine.size() > 16 || (i % 97 == 0)) {
+                    const size_t k = rng() % mine.size();
+                    alloc.deallocate(mine[k].first, mine[k].second);
+                    mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(k));
+                }
+                if (i % 500 == 0) alloc.empty_cache();
+            }
+            for (auto& [p, n] : mine)
+                alloc.deallocate(p, n);
+        });
+    }
+    for (std::thread& th : threads)
+        th.join();
+    const AllocatorStats s = alloc.stats();
+    CHECK(s.bytes_in_use == 0);
+    CHECK(s.bytes_cached == s.bytes_reserved);
+    CHECK(s.bytes_reserved == alloc.system_bytes);
+    CHECK(s.cache_hits + s.system_allocs == 8000);
+    CHECK(s.system_allocs - s.system_frees == alloc.live_system_allocations());
 }
