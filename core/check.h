@@ -30,6 +30,12 @@ struct DTypeError : Error {
 struct DeviceError : Error {
     using Error::Error;
 };
+// The device (CPU or a GPU) has no memory left for an allocation, even after the caching allocator
+// gave back its free segments (core/allocator.h); the message names the size, the device and the
+// allocator's byte counts.
+struct OutOfMemoryError : DeviceError {
+    using DeviceError::DeviceError;
+};
 struct IndexError : Error {
     using Error::Error;
 };

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/backend.h"
@@ -30,10 +31,12 @@ namespace minidl::cuda {
 
 namespace {
 
-// cudaMalloc/cudaFree under the size-binned cache of core/allocator.h.
+// cudaMalloc/cudaFree under the segment cache of core/allocator.h: cudaMalloc is slow and
+// synchronises the device, so few large segments are taken and split.
 class CudaAllocator final : public CachingAllocator {
   public:
-    explicit CudaAllocator(int index) : index_(index) {}
+    explicit CudaAllocator(int index)
+        : CachingAllocator("cuda:" + std::to_string(index), Packing::kSegments), index_(index) {}
     ~CudaAllocator() override = default;
 
   protected:

@@ -87,7 +87,7 @@ size_t gradient_bytes(const minidl::nn::Module* model) {
     size_t total = 0;
     auto add = [&](const minidl::Tensor& t) {
         if (t.defined() && t.storage() && t.storage()->nbytes() > 0)
-            total += minidl::CachingAllocator::bin_size(t.storage()->nbytes());
+            total += minidl::cpu_allocator().bin_size(t.storage()->nbytes());
     };
     for (const minidl::Tensor& p : model->parameters()) {
         if (const minidl::RowGrad* g = minidl::row_grad(p)) {  // p.grad() would densify it
