@@ -118,3 +118,28 @@ TEST_CASE("gpu/runtime: tensors on different devices are a DeviceError naming bo
     CHECK_THROWS_WITH_AS(Tensor::ones({2}) + Tensor::ones({2}).to(gpu()), doctest::Contains("cpu"),
                          DeviceError);
 }
+
+TEST_CASE("gpu/runtime: the CUDA allocator reuses segments under varying sizes and names an OOM") {
+    Allocator& a = cuda::allocator(0);
+    // An impossible request: OutOfMemoryError naming the device and the sizes, nothing changed.
+    const AllocatorStats before_oom = a.stats();
+    CHECK_THROWS_WITH_AS(a.allocate(size_t{1} << 45), doctest::Contains("cuda:0"),
+                         OutOfMemoryError);
+    CHECK(a.stats().bytes_in_use == before_oom.bytes_in_use);
+    // Sizes that never repeat (padded batches): the segments are split and merged again, so the
+    // reserved bytes stay near the largest live set rather than growing with every new size.
+    const size_t reserved_before = a.stats().bytes_reserved;
+    std::vector<std::pair<void*, size_t>> live;
+    for (size_t i = 0; i < 400; ++i) {
+        const size_t n = (i * 7919 % 997 + 1) * 4096;  // 4 KiB .. 4 MiB, all distinct steps
+        live.emplace_back(a.allocate(n), n);
+        if (live.size() > 8) {  // at most 9 alive: under 40 MiB
+            a.deallocate(live.front().first, live.front().second);
+            live.erase(live.begin());
+        }
+    }
+    for (auto& [p, n] : live)
+        a.deallocate(p, n);
+    CHECK(a.stats().bytes_reserved - reserved_before <= (size_t{120} << 20));
+    CHECK(a.stats().bytes_in_use == before_oom.bytes_in_use);
+}
