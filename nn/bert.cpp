@@ -197,13 +197,21 @@ void BertLayer::reset() {
 }
 
 Tensor BertLayer::forward(const Tensor& h, const Tensor& key_mask) {
+    return feed_forward(attention_block(h, key_mask));
+}
+
+Tensor BertLayer::attention_block(const Tensor& h, const Tensor& key_mask) {
     if (config_.norm_first) {
         const Tensor attended =
             self_attention->forward(attention_output->norm->forward(h), key_mask);
-        const Tensor a = attention_output->add_to_residual(attended, h);
-        return output->add_to_residual(gelu(intermediate->forward(output->norm->forward(a))), a);
+        return attention_output->add_to_residual(attended, h);
     }
-    const Tensor a = attention_output->forward(self_attention->forward(h, key_mask), h);
+    return attention_output->forward(self_attention->forward(h, key_mask), h);
+}
+
+Tensor BertLayer::feed_forward(const Tensor& a) {
+    if (config_.norm_first)
+        return output->add_to_residual(gelu(intermediate->forward(output->norm->forward(a))), a);
     return output->forward(gelu(intermediate->forward(a)), a);
 }
 
@@ -230,10 +238,14 @@ Tensor BertModel::forward(const Tensor& ids, const Tensor& key_mask) {
     Tensor h = embeddings->forward(ids);
     for (const auto& layer : layers) {
         if (config_.gradient_checkpointing) {
-            // The layer's dropouts draw from the default generator, which checkpoint replays.
+            // The sub-blocks' dropouts draw from the default generator, which checkpoint replays.
             h = tricks::checkpoint(
-                [layer](const std::vector<Tensor>& in) { return layer->forward(in[0], in[1]); },
+                [layer](const std::vector<Tensor>& in) {
+                    return layer->attention_block(in[0], in[1]);
+                },
                 {h, key_mask});
+            h = tricks::checkpoint(
+                [layer](const std::vector<Tensor>& in) { return layer->feed_forward(in[0]); }, {h});
         } else {
             h = layer->forward(h, key_mask);
         }

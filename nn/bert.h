@@ -62,6 +62,10 @@ struct BertConfig {
     int64_t num_labels = 2;
     // Recompute each encoder layer during backward instead of keeping its activations
     // (tricks/checkpoint.h; Hugging Face's gradient_checkpointing). Gradients are unchanged.
+    // The checkpoints are a layer's two sub-blocks (attention, feed-forward) rather than the
+    // whole layer as in Hugging Face: the same recomputation, one more [B, L, C] kept per
+    // layer, and a backward peak of the larger sub-block's activations instead of the layer's
+    // (docs/checkpoint.md has the bytes).
     bool gradient_checkpointing = false;
     // Pre-LayerNorm layers (torch.nn.TransformerEncoderLayer's norm_first; Xiong et al. 2020,
     // arXiv:2002.04745): each sublayer normalises its input and adds its output to the raw
@@ -133,8 +137,13 @@ class BertLayer : public Cloneable<BertLayer, Module> {
   public:
     explicit BertLayer(const BertConfig& config);
     void reset() override;
-    // h [B, L, C], key_mask [B, L] (or undefined: every key) -> [B, L, C].
+    // h [B, L, C], key_mask [B, L] (or undefined: every key) -> [B, L, C]:
+    // feed_forward(attention_block(h, key_mask)).
     Tensor forward(const Tensor& h, const Tensor& key_mask);
+    // The layer's two sub-blocks, each with its residual and LayerNorm: a = attention_block(h),
+    // out = feed_forward(a). Gradient checkpointing recomputes them one at a time.
+    Tensor attention_block(const Tensor& h, const Tensor& key_mask);
+    Tensor feed_forward(const Tensor& a);
     std::string type_name() const override { return "BertLayer"; }
 
     std::shared_ptr<BertSelfAttention> self_attention;     // "attention.self"

@@ -350,7 +350,16 @@ std::vector<std::shared_ptr<Communicator>> init_all(const std::vector<int>& devi
     MDL_CHECK(rc == ncclSuccess, CommError,
               "nccl::init_all: ncclGetUniqueId failed: ", nccl_error(rc));
     const int n = static_cast<int>(devices.size());
-    std::vector<ncclComm_t> comms(devices.size(), nullptr);
+    // Communicators not yet owned by a NcclCommunicator are aborted if anything below throws (a
+    // rank that fails to initialise, a timeout), so that no rank's resources outlive the call.
+    struct Pending {
+        std::vector<ncclComm_t> comms;
+        ~Pending() {
+            for (ncclComm_t c : comms)
+                if (c != nullptr) (void)ncclCommAbort(c);
+        }
+    } pending{std::vector<ncclComm_t>(devices.size(), nullptr)};
+    std::vector<ncclComm_t>& comms = pending.comms;
     ncclConfig_t config = nonblocking_config();
     rc = ncclGroupStart();
     for (int i = 0; rc == ncclSuccess && i < n; ++i) {
@@ -368,8 +377,12 @@ std::vector<std::shared_ptr<Communicator>> init_all(const std::vector<int>& devi
     for (int i = 0; i < n; ++i)
         wait_ready(comms[i], devices[i], deadline, "init_all");
     std::vector<std::shared_ptr<Communicator>> out;
-    for (int i = 0; i < n; ++i)
-        out.push_back(std::make_shared<NcclCommunicator>(comms[i], i, n, devices[i], options));
+    for (int i = 0; i < n; ++i) {
+        // From here the communicator owns it (its constructor aborts it if it fails itself).
+        ncclComm_t comm = comms[static_cast<size_t>(i)];
+        comms[static_cast<size_t>(i)] = nullptr;
+        out.push_back(std::make_shared<NcclCommunicator>(comm, i, n, devices[i], options));
+    }
     return out;
 }
 

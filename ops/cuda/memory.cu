@@ -106,28 +106,38 @@ __global__ void permute_gather_kernel(const U* __restrict__ x, U* __restrict__ o
     }
 }
 
+// An event destroyed with its scope, also when a check in between throws (cudaEventDestroy of an
+// event still pending releases it once it completes).
+struct ScopedEvent {
+    cudaEvent_t event = nullptr;
+    ScopedEvent() = default;
+    ScopedEvent(const ScopedEvent&) = delete;
+    ScopedEvent& operator=(const ScopedEvent&) = delete;
+    ~ScopedEvent() {
+        if (event != nullptr) (void)cudaEventDestroy(event);
+    }
+};
+
 void copy_between_devices(const Tensor& src, Tensor& dst, size_t nbytes) {
     const int from = src.device().index, to = dst.device().index;
     // Order the copy after the source's pending writes and the destination's pending uses, and
     // keep the source stream from reusing the block before the copy has read it.
-    cudaEvent_t ready = nullptr, done = nullptr;
+    ScopedEvent ready, done;
     {
         cuda::DeviceGuard guard(from);
-        MDL_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-        MDL_CUDA_CHECK(cudaEventRecord(ready, cuda::stream(from)));
+        MDL_CUDA_CHECK(cudaEventCreateWithFlags(&ready.event, cudaEventDisableTiming));
+        MDL_CUDA_CHECK(cudaEventRecord(ready.event, cuda::stream(from)));
     }
     {
         cuda::DeviceGuard guard(to);
         const cudaStream_t s = cuda::stream(to);
-        MDL_CUDA_CHECK(cudaStreamWaitEvent(s, ready, 0));
+        MDL_CUDA_CHECK(cudaStreamWaitEvent(s, ready.event, 0));
         MDL_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), to, src.data_ptr(), from, nbytes, s));
-        MDL_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-        MDL_CUDA_CHECK(cudaEventRecord(done, s));
+        MDL_CUDA_CHECK(cudaEventCreateWithFlags(&done.event, cudaEventDisableTiming));
+        MDL_CUDA_CHECK(cudaEventRecord(done.event, s));
     }
     cuda::DeviceGuard guard(from);
-    MDL_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(from), done, 0));
-    MDL_CUDA_CHECK(cudaEventDestroy(ready));  // released once the event has completed
-    MDL_CUDA_CHECK(cudaEventDestroy(done));
+    MDL_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(from), done.event, 0));
 }
 
 }  // namespace

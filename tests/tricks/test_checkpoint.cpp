@@ -187,7 +187,7 @@ TEST_CASE("tricks/checkpoint: AdamW steps with FGM and accumulation stay bitwise
     }
 }
 
-TEST_CASE("tricks/checkpoint: the forward keeps only the layers' inputs for backward") {
+TEST_CASE("tricks/checkpoint: the forward keeps only the sub-blocks' inputs for backward") {
     // Bytes still allocated after the forward (the graph's saved activations) with and without;
     // 4 layers of [8, 64, 32] hidden states and [8, 64, 128] feed-forward activations.
     nn::BertConfig c = config(false);
