@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/row_grad.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 
@@ -28,20 +29,36 @@ ParamSelection::ParamSelection(nn::Module& model, ParamFilter filter, const char
               filter.contains, "'); the model has: ", names);
 }
 
-void ParamSelection::backup_values() {
+void ParamSelection::backup_values(const std::vector<Tensor>& rows) {
     NoGradGuard no_grad;
     value_backup_.clear();
-    for (auto& [name, p] : params_)
-        value_backup_.push_back(p.detach().clone());
+    value_rows_.assign(params_.size(), Tensor());
+    for (size_t i = 0; i < params_.size(); ++i) {
+        const Tensor& p = params_[i].second;
+        if (i < rows.size() && rows[i].defined()) {
+            value_rows_[i] = rows[i];
+            value_backup_.push_back(gather_rows(p, rows[i]));
+        } else {
+            value_backup_.push_back(p.detach().clone());
+        }
+    }
 }
 
 void ParamSelection::restore_values() {
     MDL_CHECK(has_value_backup(), StateError, who_,
               ": restore() without a backup (attack() was not called, or restore() ran twice)");
     NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i)
-        params_[i].second.copy_(value_backup_[i]);
+    for (size_t i = 0; i < params_.size(); ++i) {
+        Tensor p = params_[i].second;
+        if (value_rows_[i].defined()) {
+            scatter_rows(value_backup_[i], value_rows_[i], p);
+            p.bump_version();  // as copy_ does: saved tensors of the old values are stale
+        } else {
+            p.copy_(value_backup_[i]);
+        }
+    }
     value_backup_.clear();
+    value_rows_.clear();
 }
 
 void ParamSelection::backup_gradients() {
@@ -81,15 +98,35 @@ AscentDirections ascent_directions(size_t count, const std::function<Tensor(size
         const double norm = g.defined() ? global_l2_norm({g}) : 0.0;
         d.finite = d.finite && std::isfinite(norm);
         d.grads.push_back(std::move(g));
+        d.rows.emplace_back();
         d.norms.push_back(norm);
     }
     return d;
 }
 
-AscentDirections ascent_directions(const ParamSelection& selection, bool own) {
-    return ascent_directions(selection.size(), [&](size_t i) {
-        return own ? selection.own_gradient(i) : selection.params()[i].second.grad();
-    });
+AscentDirections ascent_directions(const ParamSelection& selection, bool own, bool allow_rows) {
+    if (!allow_rows || (own && selection.marked()))
+        return ascent_directions(selection.size(), [&](size_t i) {
+            return own ? selection.own_gradient(i) : selection.params()[i].second.grad();
+        });
+    NoGradGuard no_grad;
+    AscentDirections d;
+    for (const auto& [name, p] : selection.params()) {
+        double norm = 0;
+        if (const RowGrad* rg = row_grad(p)) {  // read as rows: .grad() would make it dense
+            norm = std::sqrt(row_sum_squares(rg->rows, rg->values, p.size(1)));
+            d.grads.push_back(rg->values);
+            d.rows.push_back(rg->rows);
+        } else {
+            const Tensor& g = p.grad();
+            if (g.defined()) norm = global_l2_norm({g});
+            d.grads.push_back(g);
+            d.rows.emplace_back();
+        }
+        d.finite = d.finite && std::isfinite(norm);
+        d.norms.push_back(norm);
+    }
+    return d;
 }
 
 }  // namespace minidl::tricks

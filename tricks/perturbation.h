@@ -46,7 +46,10 @@ class ParamSelection {
     size_t size() const { return params_.size(); }
 
     // Values: copies of the selected parameters, restored bitwise (copy_ back, version bumped).
-    void backup_values();
+    // With `rows`, parameter i's copy is only of the rows rows[i] (I64, strictly increasing) where
+    // that is defined: an attack that moves only the rows its row-sparse gradient touched (FGM)
+    // backs up and restores those alone.
+    void backup_values(const std::vector<Tensor>& rows = {});
     void restore_values();
     bool has_value_backup() const { return !value_backup_.empty(); }
     const Tensor& backed_up_value(size_t i) const { return value_backup_.at(i); }
@@ -60,11 +63,13 @@ class ParamSelection {
     void clear_mark() { marked_.clear(); }
     // This micro-batch's gradient of parameter i (undefined when the parameter has none).
     Tensor own_gradient(size_t i) const;
+    bool marked() const { return !marked_.empty(); }
 
   private:
     const char* who_;
     std::vector<NamedTensor> params_;
     std::vector<Tensor> value_backup_;
+    std::vector<Tensor> value_rows_;  // per parameter: the rows backed up (undefined: all of it)
     std::vector<Tensor> grad_backup_;
     std::vector<Tensor> marked_;
 };
@@ -80,8 +85,14 @@ struct AttackResult {
 // norm is computed before anything moves, so that a non-finite one (an overflowed AMP gradient)
 // perturbs NOTHING — not the tensors before it either. `grads[i]` is undefined where the
 // parameter has no gradient.
+//
+// Row-sparse gradients (core/row_grad.h). Asked for with allow_rows, a gradient held as rows is
+// handed over as they are — grads[i] its [R, C] values, rows[i] its I64 [R] rows — instead of
+// being made dense, and its norm is the dense tensor's, bitwise (row_sum_squares). Only for this
+// micro-batch's whole gradient (no accumulation mark): grad - marked is dense anyway.
 struct AscentDirections {
     std::vector<Tensor> grads;
+    std::vector<Tensor> rows;  // per tensor: its rows when grads[i] is row-sparse, else undefined
     std::vector<double> norms;
     bool finite = true;
 };
@@ -89,7 +100,8 @@ struct AscentDirections {
 AscentDirections ascent_directions(size_t count, const std::function<Tensor(size_t)>& gradient);
 // Of a selection: own == true, this micro-batch's own gradients (ParamSelection::own_gradient);
 // false, the whole .grad() (PGD's later steps, after zero_grad).
-AscentDirections ascent_directions(const ParamSelection& selection, bool own = true);
+AscentDirections ascent_directions(const ParamSelection& selection, bool own = true,
+                                   bool allow_rows = false);
 
 // Restores the selection's values when it goes out of scope, exceptions included: an attack's
 // adversarial pass that throws leaves the weights as they were before the attack.

@@ -4,9 +4,12 @@
 // Elementwise kernels allow the output to alias an input (x.mul_(s) runs unary(x, x)). Work is
 // split over the thread pool in chunks of kElementwiseGrain elements; each element is computed
 // the same way whatever the split, so results never depend on the thread count.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/parallel.h"
+#include "core/row_grad.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/dispatch.h"
 
@@ -267,6 +270,14 @@ void CpuKernels::sum_to(const Tensor& x, Tensor& out) {
     });
 }
 
+// axpy's arithmetic for one element (row_axpy repeats it on the touched rows, bitwise).
+template <typename T>
+T axpy_element(acc_t<T> a, T y, T x) {
+    using A = acc_t<T>;
+    return a == A(1) ? static_cast<T>(static_cast<A>(y) + static_cast<A>(x))
+                     : static_cast<T>(static_cast<A>(y) + a * static_cast<A>(x));
+}
+
 void CpuKernels::axpy(double alpha, const Tensor& x, Tensor& y) {
     dispatch_float(y.dtype(), "axpy", [&](auto tag) {
         using T = decltype(tag);
@@ -275,15 +286,56 @@ void CpuKernels::axpy(double alpha, const Tensor& x, Tensor& y) {
         T* py = y.raw<T>();
         const A a = static_cast<A>(alpha);
         parallel_for(y.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
-            if (a == A(1)) {
-                for (int64_t i = b; i < e; ++i)
-                    py[i] = static_cast<T>(static_cast<A>(py[i]) + static_cast<A>(px[i]));
-            } else {
-                for (int64_t i = b; i < e; ++i)
-                    py[i] = static_cast<T>(static_cast<A>(py[i]) + a * static_cast<A>(px[i]));
-            }
+            for (int64_t i = b; i < e; ++i)
+                py[i] = axpy_element<T>(a, py[i], px[i]);
         });
     });
+}
+
+void row_axpy(double alpha, const Tensor& rows, const Tensor& values, Tensor& table) {
+    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2, "row_axpy: a CPU table [V, C], got ",
+               table.str());
+    const int64_t C = table.size(1), R = rows.numel();
+    const int64_t* r = rows.data<int64_t>();
+    dispatch_float(table.dtype(), "row_axpy", [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = values.raw<T>();
+        T* py = table.raw<T>();
+        const acc_t<T> a = static_cast<acc_t<T>>(alpha);
+        parallel_for(R, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(C, 1)),
+                     [&](int64_t b, int64_t e) {
+                         for (int64_t k = b; k < e; ++k)
+                             for (int64_t c = 0; c < C; ++c)
+                                 py[r[k] * C + c] =
+                                     axpy_element<T>(a, py[r[k] * C + c], px[k * C + c]);
+                     });
+    });
+}
+
+Tensor gather_rows(const Tensor& table, const Tensor& rows) {
+    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2, "gather_rows: a CPU table [V, C], got ",
+               table.str());
+    const int64_t C = table.size(1), R = rows.numel();
+    Tensor out = Tensor::empty({R, C}, table.dtype());
+    const size_t row_bytes = static_cast<size_t>(C) * dtype_size(table.dtype());
+    const int64_t* r = rows.data<int64_t>();
+    const auto* src = static_cast<const char*>(table.data_ptr());
+    auto* dst = static_cast<char*>(out.data_ptr());
+    for (int64_t k = 0; k < R; ++k)
+        std::memcpy(dst + k * row_bytes, src + r[k] * row_bytes, row_bytes);
+    return out;
+}
+
+void scatter_rows(const Tensor& saved, const Tensor& rows, Tensor& table) {
+    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 &&
+                   saved.numel() == rows.numel() * table.size(1),
+               "scatter_rows: ", saved.str(), " into ", table.str());
+    const size_t row_bytes = static_cast<size_t>(table.size(1)) * dtype_size(table.dtype());
+    const int64_t* r = rows.data<int64_t>();
+    const auto* src = static_cast<const char*>(saved.data_ptr());
+    auto* dst = static_cast<char*>(table.data_ptr());
+    for (int64_t k = 0; k < rows.numel(); ++k)
+        std::memcpy(dst + r[k] * row_bytes, src + k * row_bytes, row_bytes);
 }
 
 }  // namespace minidl

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "core/parallel.h"
+#include "core/row_grad.h"
 #include "ops/cpu/cpu_kernels.h"
 #include "ops/cpu/dispatch.h"
 
@@ -30,20 +31,22 @@ double sum_run(const T* p, int64_t begin, int64_t end) {
     return s;
 }
 
+// One term of a sum of squares: x^2 in double (16-bit and F32 values squared from their float).
+template <typename T>
+double squared(T x) {
+    const double v = static_cast<double>(static_cast<float>(x));
+    return v * v;
+}
+template <>
+double squared<double>(double x) {
+    return x * x;
+}
+
 template <typename T>
 double sum_squares_run(const T* p, int64_t begin, int64_t end) {
     double s = 0;
-    for (int64_t i = begin; i < end; ++i) {
-        const double v = static_cast<double>(static_cast<float>(p[i]));
-        s += v * v;
-    }
-    return s;
-}
-template <>
-double sum_squares_run<double>(const double* p, int64_t begin, int64_t end) {
-    double s = 0;
     for (int64_t i = begin; i < end; ++i)
-        s += p[i] * p[i];
+        s += squared(p[i]);
     return s;
 }
 
@@ -120,6 +123,37 @@ double CpuKernels::sum_squares(const std::vector<Tensor>& xs) {
                                  [&](int64_t b, int64_t e) { return sum_squares_run(p, b, e); });
         });
     }
+    return total;
+}
+
+// sum_squares of the dense [V, C] gradient from its touched rows: blocked_sum's blocks of the flat
+// index, each summed in index order from 0.0, the block sums combined in block order. Blocks and
+// elements without a touched row contribute exactly +0.0 there, which changes no sum, so skipping
+// them leaves every rounding the same.
+double row_sum_squares(const Tensor& rows, const Tensor& values, int64_t row_width) {
+    MDL_ASSERT(rows.device().is_cpu() && values.device().is_cpu(),
+               "row_sum_squares: row-sparse gradients live on the CPU");
+    const int64_t* r = rows.data<int64_t>();
+    const int64_t R = rows.numel();
+    double total = 0;
+    dispatch_float(values.dtype(), "row_sum_squares", [&](auto tag) {
+        using T = decltype(tag);
+        const T* v = values.raw<T>();
+        double block_sum = 0;
+        int64_t block = -1;
+        for (int64_t k = 0; k < R; ++k) {
+            for (int64_t c = 0; c < row_width; ++c) {
+                const int64_t flat = r[k] * row_width + c;
+                if (flat / kSumBlock != block) {  // the next block: its sum joins the total
+                    total += block_sum;
+                    block_sum = 0;
+                    block = flat / kSumBlock;
+                }
+                block_sum += squared(v[k * row_width + c]);
+            }
+        }
+        total += block_sum;
+    });
     return total;
 }
 

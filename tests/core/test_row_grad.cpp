@@ -14,6 +14,7 @@
 #include <functional>
 
 #include "core/autograd.h"
+#include "core/kernels.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "core/row_grad.h"
@@ -53,7 +54,7 @@ Lookup make_lookup(int64_t V, uint64_t seed, int64_t L = 60) {
     const std::vector<double> u = Tensor::rand({L}, &gen).to_vector<double>();
     for (double x : u)
         ids.push_back(static_cast<int64_t>(x * x * static_cast<double>(V)) % V);  // skewed
-    ids[3] = ids[7] = 0;  // the padding id, when one is used
+    ids[3] = ids[7] = 0;                                 // the padding id, when one is used
     std::vector<int64_t> offsets = {0, 10, 10, 25, 40};  // bag 1 is empty
     return {Tensor::from_vector(ids, {L}), Tensor::from_vector(offsets, {5})};
 }
@@ -178,8 +179,7 @@ TEST_CASE("core/row_grad: several backward passes accumulate as the dense path d
             Tensor w = Tensor::randn({50, 7}, &gen).set_requires_grad();
             for (uint64_t k = 0; k < 3; ++k) {
                 const Lookup lk = make_lookup(50, 20 + k);
-                sum(embedding_bag(w, lk.ids, lk.offsets) * Tensor::randn({5, 7}, &gen))
-                    .backward();
+                sum(embedding_bag(w, lk.ids, lk.offsets) * Tensor::randn({5, 7}, &gen)).backward();
             }
             return std::vector<Tensor>{w.grad()};
         });
@@ -200,8 +200,8 @@ TEST_CASE("core/row_grad: several backward passes accumulate as the dense path d
             Generator gen(10);
             Tensor w = Tensor::randn({50, 7}, &gen).set_requires_grad();
             const Lookup a = make_lookup(50, 40);
-            Tensor h = embedding_bag(w, a.ids, a.offsets);   // [5, 7]
-            Tensor logits = matmul(h, w.t());                 // [5, 50], dense gradient for w
+            Tensor h = embedding_bag(w, a.ids, a.offsets);  // [5, 7]
+            Tensor logits = matmul(h, w.t());               // [5, 50], dense gradient for w
             sum(logits * Tensor::randn({5, 50}, &gen)).backward();
             return std::vector<Tensor>{w.grad()};
         });
@@ -255,8 +255,8 @@ TEST_CASE("core/row_grad: only leaf tables without hooks get row-sparse gradient
         Tensor w = Tensor::randn({20, 4}, &gen).set_requires_grad();
         sum(embedding_bag(w, lk.ids, lk.offsets)).backward();
         CHECK(row_grad(w) != nullptr);
-        CHECK(w.grad().defined());          // grad() materialises...
-        CHECK(row_grad(w) == nullptr);      // ...once
+        CHECK(w.grad().defined());      // grad() materialises...
+        CHECK(row_grad(w) == nullptr);  // ...once
         CHECK(w.grad().shape() == Shape{20, 4});
     }
     SUBCASE("a leaf with a post-accumulate hook sees a dense gradient") {
@@ -320,4 +320,67 @@ TEST_CASE("core/autograd: a leaf takes the gradient its backward made, without a
     y.backward(Tensor::ones({1000}));
     REQUIRE(made != nullptr);
     CHECK(x.grad().data_ptr() == made);
+}
+
+TEST_CASE(
+    "core/row_grad: FGM moves and restores only the touched rows, keeping the gradient rows") {
+    RowGradSwitch on(true);
+    manual_seed(0);
+    test::TinyModel model(40, 8, 2);
+    const Lookup lk = make_lookup(40, 12);
+    const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 1}, {3});
+    const Tensor offsets = lk.offsets.narrow0(0, 3);
+    cross_entropy(model.forward(lk.ids, offsets), labels).backward();
+    Tensor table = model.parameters()[0];
+    const RowGrad* rg = row_grad(table);
+    REQUIRE(rg != nullptr);
+    const Tensor rows = rg->rows;
+    const std::vector<int64_t> touched = rows.to_vector<int64_t>();
+    const Tensor before = table.detach().clone();
+    // The norm from the rows is the dense gradient's, bitwise.
+    const double sparse_norm = std::sqrt(row_sum_squares(rg->rows, rg->values, table.size(1)));
+    CHECK(sparse_norm == global_l2_norm({densify(*rg, table.shape())}));
+
+    tricks::FGM fgm(model, {.epsilon = 0.5});
+    bool adversarial_pass_ran = false;
+    fgm.run([&] {
+        // Inside the attack: exactly the touched rows moved, each by the dense axpy's rounding.
+        const Tensor dense_g = densify(*row_grad(table), table.shape());
+        Tensor expected = before.clone();
+        expected.add_(dense_g, 0.5 / sparse_norm);
+        CHECK(bitwise_equal(table.detach(), expected));
+        const std::vector<double> now = table.detach().to_vector<double>(),
+                                  was = before.to_vector<double>();
+        int64_t moved_rows = 0;
+        for (int64_t r = 0; r < 40; ++r) {
+            bool moved = false;
+            for (int64_t c = 0; c < 8; ++c)
+                moved = moved ||
+                        now[static_cast<size_t>(r * 8 + c)] != was[static_cast<size_t>(r * 8 + c)];
+            moved_rows += moved;
+        }
+        CHECK(moved_rows == static_cast<int64_t>(touched.size()));
+        cross_entropy(model.forward(lk.ids, offsets), labels).backward();
+        adversarial_pass_ran = true;
+    });
+    CHECK(adversarial_pass_ran);
+    CHECK(bitwise_equal(table.detach(), before));  // restored bitwise
+    CHECK(row_grad(table) != nullptr);             // never made dense
+}
+
+TEST_CASE("core/row_grad: row_sum_squares is the dense sum of squares bitwise, across blocks") {
+    // 5,000 x 7 = 35,000 elements: three of the CPU sum's fixed blocks, with rows straddling the
+    // block boundaries, and every other row touched.
+    for (DType dtype : {DType::F32, DType::F64}) {
+        CAPTURE(dtype);
+        Generator gen(21);
+        std::vector<int64_t> r;
+        for (int64_t k = 0; k < 5000; k += 2)
+            r.push_back(k);
+        const Tensor rows = Tensor::from_vector(r, {static_cast<int64_t>(r.size())});
+        const Tensor values =
+            Tensor::randn({static_cast<int64_t>(r.size()), 7}, &gen).to(dtype) * 3.0;
+        const Tensor dense = densify(RowGrad{rows, values}, {5000, 7});
+        CHECK(row_sum_squares(rows, values, 7) == cpu_kernels().sum_squares({dense}));
+    }
 }
