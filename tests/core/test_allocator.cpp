@@ -84,6 +84,32 @@ bool same(const AllocatorStats& a, const AllocatorStats& b) {
            a.bytes_cached == b.bytes_cached;
 }
 
+// 4 threads, each allocating 2,000 blocks of size(rng) bytes and freeing them in random order (at
+// most 17 alive), emptying the cache now and then; every block is freed at the end.
+void run_threads(BudgetAllocator& alloc, size_t (*size)(std::mt19937&)) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&alloc, size, t] {
+            std::mt19937 rng(static_cast<unsigned>(t));
+            std::vector<std::pair<void*, size_t>> mine;
+            for (int i = 0; i < 2000; ++i) {
+                const size_t nbytes = size(rng);
+                mine.emplace_back(alloc.allocate(nbytes), nbytes);
+                if (mine.size() > 16 || (i % 97 == 0)) {
+                    const size_t k = rng() % mine.size();
+                    alloc.deallocate(mine[k].first, mine[k].second);
+                    mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(k));
+                }
+                if (i % 500 == 0) alloc.empty_cache();
+            }
+            for (auto& [p, n] : mine)
+                alloc.deallocate(p, n);
+        });
+    }
+    for (std::thread& th : threads)
+        th.join();
+}
+
 }  // namespace
 
 TEST_CASE("core/allocator: random sizes reuse split blocks and stay within 2x the live bytes") {
@@ -285,27 +311,7 @@ TEST_CASE("core/allocator: empty_cache gives back every wholly free segment and 
 TEST_CASE("core/allocator: threads allocating and freeing concurrently leave it consistent") {
     BudgetAllocator alloc(size_t{1} << 40);
     alloc.single_threaded = false;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&alloc, t] {
-            std::mt19937 rng(static_cast<unsigned>(t));
-            std::vector<std::pair<void*, size_t>> mine;
-            for (int i = 0; i < 2000; ++i) {
-                const size_t nbytes = size_t{1} << (6 + rng() % 18);  // 64 B .. 8 MiB
-                mine.emplace_back(alloc.allocate(nbytes), nbytes);
-                if (mine.size() > 16 || (i % 97 == 0)) {
-                    const size_t k = rng() % mine.size();
-                    alloc.deallocate(mine[k].first, mine[k].second);
-                    mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(k));
-                }
-                if (i % 500 == 0) alloc.empty_cache();
-            }
-            for (auto& [p, n] : mine)
-                alloc.deallocate(p, n);
-        });
-    }
-    for (std::thread& th : threads)
-        th.join();
+    run_threads(alloc, [](std::mt19937& rng) -> size_t { return size_t{1} << (6 + rng() % 18); });
     const AllocatorStats s = alloc.stats();
     CHECK(s.bytes_in_use == 0);
     CHECK(s.bytes_cached == s.bytes_reserved);
@@ -479,27 +485,9 @@ TEST_CASE("core/allocator: own blocks: out of memory gives back the cache, then 
 TEST_CASE("core/allocator: own blocks: threads allocating and freeing leave it consistent") {
     BudgetAllocator alloc(size_t{1} << 40, CachingAllocator::Packing::kOwnBlocks);
     alloc.single_threaded = false;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&alloc, t] {
-            std::mt19937 rng(static_cast<unsigned>(t));
-            std::vector<std::pair<void*, size_t>> mine;
-            for (int i = 0; i < 2000; ++i) {
-                const size_t nbytes = 1 + rng() % (size_t{1} << (6 + rng() % 14));
-                mine.emplace_back(alloc.allocate(nbytes), nbytes);
-                if (mine.size() > 16 || (i % 97 == 0)) {
-                    const size_t k = rng() % mine.size();
-                    alloc.deallocate(mine[k].first, mine[k].second);
-                    mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(k));
-                }
-                if (i % 500 == 0) alloc.empty_cache();
-            }
-            for (auto& [p, n] : mine)
-                alloc.deallocate(p, n);
-        });
-    }
-    for (std::thread& th : threads)
-        th.join();
+    run_threads(alloc, [](std::mt19937& rng) -> size_t {
+        return 1 + rng() % (size_t{1} << (6 + rng() % 14));
+    });
     const AllocatorStats s = alloc.stats();
     CHECK(s.bytes_in_use == 0);
     CHECK(s.bytes_cached == s.bytes_reserved);
