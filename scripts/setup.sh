@@ -3,6 +3,9 @@
 # Idempotent: does nothing (no apt-get at all) when everything is already there.
 #   MINIDL_SETUP_EXTRA="python3-torch ..." adds packages (the benchmarks' PyTorch, for example).
 #   MINIDL_SETUP_FUZZ=1 adds clang and its libFuzzer runtime (scripts/test.sh's fuzzing step).
+#   CI=true adds Debian's PyTorch (python3-torch), so that the tests comparing with PyTorch (the
+#   models' interop tests, the fixture checks) run in CI and on a fresh machine instead of
+#   reporting themselves skipped.
 set -euo pipefail
 
 packages=(
@@ -20,6 +23,7 @@ fuzz_packages=(
   clang libclang-rt-dev            # libFuzzer (libclang_rt.fuzzer), clang's ASan/UBSan runtimes
 )
 if [ "${MINIDL_SETUP_FUZZ:-0}" = "1" ]; then packages+=("${fuzz_packages[@]}"); fi
+if [ "${CI:-}" = "true" ]; then packages+=(python3-torch); fi
 # shellcheck disable=SC2206
 packages+=(${MINIDL_SETUP_EXTRA:-})
 

@@ -59,8 +59,8 @@ bool all_digits(std::string_view s) {
 }
 
 // The writer's pid in a temporary file's name "<target>.tmp.<pid>.<counter>" (see
-// core/safetensors.cpp and io.cpp), or nothing when the name has another shape. Parsed by hand: GCC 12's
-// std::regex trips -Wmaybe-uninitialized inside libstdc++ under the sanitizer build.
+// core/safetensors.cpp and io.cpp), or nothing when the name has another shape. Parsed by hand: GCC
+// 12's std::regex trips -Wmaybe-uninitialized inside libstdc++ under the sanitizer build.
 std::optional<pid_t> temp_file_writer(std::string_view name) {
     const size_t last_dot = name.rfind('.');
     if (last_dot == std::string_view::npos || !all_digits(name.substr(last_dot + 1))) return {};

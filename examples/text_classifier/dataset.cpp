@@ -57,7 +57,8 @@ std::shared_ptr<const LoadedCorpus> load_corpus(const DataConfig& config) {
     return out;
 }
 
-PreparedData prepare_data(std::shared_ptr<const LoadedCorpus> corpus, SplitKind kind, bool val) {
+PreparedData prepare_data(std::shared_ptr<const LoadedCorpus> corpus, SplitKind kind, bool val,
+                          const InputFormat& format) {
     MDL_CHECK(corpus != nullptr, minidl::ValueError, "prepare_data: no corpus");
     PreparedData p;
     p.corpus = corpus;
@@ -75,17 +76,20 @@ PreparedData prepare_data(std::shared_ptr<const LoadedCorpus> corpus, SplitKind 
               p.split.train.size(), " training and ", p.split.test.size(),
               " test documents; both must be non-empty");
     const auto t0 = std::chrono::steady_clock::now();
-    p.vocab = Vocab::build(corpus->tokens, p.split.train);
+    p.format = format;
+    // The same counting rule for both models; only the specials in front differ.
+    p.vocab = Vocab::build(corpus->tokens, p.split.train,
+                           {.specials = format.bert ? bert_specials() : bag_specials()});
     const std::vector<int64_t>& labels = corpus->data.labels;
-    p.train = encode_docs(corpus->tokens, p.vocab, p.split.train, labels);
-    p.val = encode_docs(corpus->tokens, p.vocab, p.split.val, labels);
-    p.test = encode_docs(corpus->tokens, p.vocab, p.split.test, labels);
+    p.train = encode_docs(corpus->tokens, p.vocab, p.split.train, labels, format);
+    p.val = encode_docs(corpus->tokens, p.vocab, p.split.val, labels, format);
+    p.test = encode_docs(corpus->tokens, p.vocab, p.split.test, labels, format);
     p.vocab_s = seconds_since(t0);
     return p;
 }
 
 PreparedData load_and_prepare(const DataConfig& config) {
-    return prepare_data(load_corpus(config), config.split, config.val);
+    return prepare_data(load_corpus(config), config.split, config.val, config.format);
 }
 
 }  // namespace textclf

@@ -30,6 +30,9 @@ struct DataConfig {
     // Keep the raw texts after tokenizing. Off: training needs only the tokens, and the texts
     // (32 MB for SpamAssassin) would stay resident for the whole run.
     bool keep_texts = false;
+    // The model's input: bags (the bag model) or [CLS] ... [SEP] sequences (the transformer),
+    // which also decides the vocabulary's specials.
+    InputFormat format;
 };
 
 // A corpus read and tokenized once (the expensive part), shared by every split prepared from it.
@@ -50,6 +53,7 @@ struct PreparedData {
     std::shared_ptr<const LoadedCorpus> corpus;
     Split split;
     std::string split_name;  // "random", "temporal", "wordnet", "files"
+    InputFormat format;
     Vocab vocab;
     EncodedDocs train, val, test;
     double vocab_s = 0;  // building the vocabulary and encoding
@@ -64,7 +68,8 @@ struct PreparedData {
 // The vocabulary of the training documents and the encoded splits. `kind` matters only for
 // SpamAssassin (the others carry their split).
 PreparedData prepare_data(std::shared_ptr<const LoadedCorpus> corpus,
-                          SplitKind kind = SplitKind::Random, bool val = false);
+                          SplitKind kind = SplitKind::Random, bool val = false,
+                          const InputFormat& format = {});
 
 // load_corpus + prepare_data with the config's split.
 PreparedData load_and_prepare(const DataConfig& config);

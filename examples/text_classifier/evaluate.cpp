@@ -53,6 +53,13 @@ ModelBatch::Slice ModelBatch::slice(int64_t begin, int64_t end) const {
     MDL_CHECK(begin >= 0 && begin < end && end <= size, minidl::IndexError,
               "ModelBatch::slice: range [", begin, ", ", end, ") outside a batch of ", size);
     Slice s;
+    if (padded) {
+        const bool whole = begin == 0 && end == size;
+        s.ids = whole ? ids : ids.narrow0(begin, end - begin);
+        s.mask = whole ? mask : mask.narrow0(begin, end - begin);
+        s.labels = whole ? labels : labels.narrow0(begin, end - begin);
+        return s;
+    }
     s.ids = ids.narrow0(offsets[begin], offsets[end] - offsets[begin]);
     if (begin == 0 && end == size) {
         if (!full_offsets.defined()) full_offsets = rebased_offsets(offsets, 0, size, ids.device());
@@ -65,10 +72,52 @@ ModelBatch::Slice ModelBatch::slice(int64_t begin, int64_t end) const {
     return s;
 }
 
+namespace {
+
+// Documents `rows` of the flat (ids, offsets) arrays as [B, L] ids padded with [PAD] (0) on the
+// right and the [B, L] key mask (1 = token), L the longest row; both on the host.
+void pad_rows(const int64_t* flat_ids, const std::vector<int64_t>& offsets,
+              std::span<const int64_t> rows, Tensor& ids, Tensor& mask) {
+    const int64_t B = static_cast<int64_t>(rows.size());
+    int64_t L = 1;
+    for (int64_t r : rows)
+        L = std::max(L, offsets[r + 1] - offsets[r]);
+    ids = Tensor::zeros({B, L}, DType::I64);
+    mask = Tensor::zeros({B, L}, DType::I64);
+    int64_t* pid = ids.data<int64_t>();
+    int64_t* pm = mask.data<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t begin = offsets[rows[b]], len = offsets[rows[b] + 1] - begin;
+        std::memcpy(pid + b * L, flat_ids + begin, static_cast<size_t>(len) * sizeof(int64_t));
+        std::fill(pm + b * L, pm + b * L + len, int64_t{1});
+    }
+}
+
+}  // namespace
+
 void gather_batch(const EncodedDocs& data, std::span<const int64_t> rows, Device device,
-                  ModelBatch& out) {
+                  ModelBatch& out, bool padded) {
     MDL_CHECK(!rows.empty(), minidl::ValueError, "gather_batch: no rows");
     const int64_t B = static_cast<int64_t>(rows.size());
+    if (padded) {
+        Tensor labels = Tensor::empty({B}, DType::I64);
+        for (int64_t b = 0; b < B; ++b) {
+            MDL_CHECK(rows[b] >= 0 && rows[b] < data.size(), minidl::IndexError,
+                      "gather_batch: row ", rows[b], " out of range for ", data.size(),
+                      " documents");
+            labels.data<int64_t>()[b] = data.labels[rows[b]];
+        }
+        Tensor ids, mask;
+        pad_rows(data.ids.data(), data.offsets, rows, ids, mask);
+        out.ids = ids.to(device);
+        out.mask = mask.to(device);
+        out.labels = labels.to(device);
+        out.offsets.clear();
+        out.size = B;
+        out.padded = true;
+        out.full_offsets = Tensor();
+        return;
+    }
     out.offsets.resize(static_cast<size_t>(B) + 1);
     int64_t total = 0;
     for (int64_t b = 0; b < B; ++b) {
@@ -92,7 +141,9 @@ void gather_batch(const EncodedDocs& data, std::span<const int64_t> rows, Device
     }
     out.ids = ids.to(device);
     out.labels = labels.to(device);
+    out.mask = Tensor();
     out.size = B;
+    out.padded = false;
     out.full_offsets = Tensor();
 }
 
@@ -100,6 +151,19 @@ ModelBatch DocTensors::batch(int64_t begin, int64_t end) const {
     MDL_CHECK(begin >= 0 && begin < end && end <= size(), minidl::IndexError,
               "DocTensors::batch: range [", begin, ", ", end, ") outside ", size(), " documents");
     ModelBatch b;
+    if (padded) {
+        std::vector<int64_t> rows(static_cast<size_t>(end - begin));
+        for (int64_t r = begin; r < end; ++r)
+            rows[r - begin] = r;
+        Tensor host_ids_tensor, host_mask;
+        pad_rows(host_ids.data(), offsets, rows, host_ids_tensor, host_mask);
+        b.ids = host_ids_tensor.to(device);
+        b.mask = host_mask.to(device);
+        b.labels = label_tensor.narrow0(begin, end - begin);
+        b.size = end - begin;
+        b.padded = true;
+        return b;
+    }
     b.ids = ids.narrow0(offsets[begin], offsets[end] - offsets[begin]);
     b.labels = label_tensor.narrow0(begin, end - begin);
     b.offsets.assign(offsets.begin() + begin, offsets.begin() + end + 1);
@@ -109,9 +173,15 @@ ModelBatch DocTensors::batch(int64_t begin, int64_t end) const {
     return b;
 }
 
-DocTensors to_doc_tensors(const EncodedDocs& data, Device device, int64_t num_classes) {
+DocTensors to_doc_tensors(const EncodedDocs& data, Device device, int64_t num_classes,
+                          bool padded) {
     DocTensors d;
-    d.ids = host_i64(data.ids.data(), static_cast<int64_t>(data.ids.size())).to(device);
+    d.padded = padded;
+    if (padded) {
+        d.host_ids = data.ids;
+    } else {
+        d.ids = host_i64(data.ids.data(), static_cast<int64_t>(data.ids.size())).to(device);
+    }
     d.offsets = data.offsets;
     d.labels = data.labels;
     d.label_tensor = host_i64(data.labels.data(), data.size()).to(device);
@@ -161,7 +231,7 @@ Tensor predict_logits(TextClassifier& model, const DocTensors& docs, int64_t bat
         const int64_t e = std::min(N, b + batch_size);
         const ModelBatch mb = docs.batch(b, e);
         const ModelBatch::Slice s = mb.slice(0, mb.size);
-        const Tensor logits = model.forward(s.ids, s.offsets).to(DType::F32).to(Device::cpu());
+        const Tensor logits = model.forward(s).to(DType::F32).to(Device::cpu());
         std::memcpy(out.data<float>() + b * K, logits.data<float>(),
                     static_cast<size_t>((e - b) * K) * sizeof(float));
     }
@@ -192,9 +262,9 @@ double mean_loss(TextClassifier& model, const DocTensors& docs, int64_t batch_si
         const int64_t e = std::min(N, b + batch_size);
         const ModelBatch mb = docs.batch(b, e);
         const ModelBatch::Slice s = mb.slice(0, mb.size);
-        total += minidl::cross_entropy(model.forward(s.ids, s.offsets), s.labels,
-                                       {.reduction = minidl::Reduction::Sum})
-                     .item();
+        total +=
+            minidl::cross_entropy(model.forward(s), s.labels, {.reduction = minidl::Reduction::Sum})
+                .item();
     }
     return total / static_cast<double>(N);
 }

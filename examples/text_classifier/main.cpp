@@ -79,6 +79,25 @@ void add_common(CLI::App& app, TrainConfig& t, DataConfig& d, std::string& data_
         ->check(CLI::IsMember({"spam", "wordnet"}))
         ->capture_default_str();
     app.add_option("--out", out, "output folder")->capture_default_str();
+    app.add_option("--model", t.model,
+                   "bag (a bag of embeddings and an MLP) or transformer (BERT-Tiny by default)")
+        ->check(CLI::IsMember({"bag", "transformer"}))
+        ->capture_default_str();
+}
+
+// The transformer's defaults where they differ from the bag model's (`--help` states both), and
+// the bag model's flags refused for it.
+void apply_model_defaults(CLI::App& app, TrainConfig& t) {
+    if (t.model != "transformer") return;
+    auto given = [&](const char* flag) {
+        const CLI::Option* o = app.get_option_no_throw(flag);
+        return o != nullptr && o->count() > 0;
+    };
+    if (given("--dim"))
+        throw minidl::ValueError(
+            "--dim belongs to the bag model; the transformer's width is --hidden");
+    if (!given("--hidden")) t.hidden = 128;
+    if (!given("--clip")) t.clip = 1.0;
 }
 
 void print_human_summary(const json& s, const std::string& out) {
@@ -163,8 +182,9 @@ int run_predict(const std::string& model_dir, const std::vector<std::string>& fi
 
 int main(int argc, char** argv) {
     CLI::App app{
-        "text_classifier — a bag-of-embeddings text classifier on real e-mail (or your "
-        "own TSV/JSONL data) with every training trick one flag away"};
+        "text_classifier — a text classifier (a bag of embeddings, or a BERT-Tiny transformer "
+        "with --model transformer) on real e-mail (or your own TSV/JSONL data) with every "
+        "training trick one flag away"};
     app.require_subcommand(0, 1);
 
     // ---- training (no subcommand) --------------------------------------------------------------
@@ -175,8 +195,26 @@ int main(int argc, char** argv) {
     double swa_lr = -1;
     add_common(app, ro.train, ro.data, data_dir, ro.threads, ro.out_dir);
     TrainConfig& t = ro.train;
-    app.add_option("--dim", t.dim, "embedding width C")->capture_default_str();
-    app.add_option("--hidden", t.hidden, "hidden layer width H")->capture_default_str();
+    app.add_option("--dim", t.dim, "bag model: embedding width C (64)");
+    app.add_option("--hidden", t.hidden,
+                   "bag model: hidden layer width H (64); transformer: hidden size (128)");
+    app.add_option("--layers", t.layers, "transformer: encoder layers")->capture_default_str();
+    app.add_option("--heads", t.heads, "transformer: attention heads")->capture_default_str();
+    app.add_option("--intermediate", t.intermediate, "transformer: feed-forward width")
+        ->capture_default_str();
+    app.add_option("--max-len", t.max_len,
+                   "transformer: ids per document, [CLS] and [SEP] included (at most 512)")
+        ->capture_default_str();
+    app.add_option("--warmup", t.warmup,
+                   "transformer: lr warm-up over this fraction of the optimizer steps, then "
+                   "linear decay to 0")
+        ->capture_default_str();
+    app.add_option("--weight-decay", t.weight_decay,
+                   "transformer: AdamW weight decay (not on biases and LayerNorm weights)")
+        ->capture_default_str();
+    app.add_flag("--checkpoint-activations", t.checkpoint_activations,
+                 "transformer: recompute each encoder layer's activations in backward instead "
+                 "of keeping them (less memory, more time; the same gradients)");
     app.add_option("--fgm", t.fgm, "FGM adversarial training with this epsilon (0 = off)");
     app.add_flag("--pgd", t.pgd, "PGD adversarial training on the embedding table");
     app.add_option("--pgd-eps", t.pgd_eps, "PGD radius")->capture_default_str();
@@ -201,7 +239,9 @@ int main(int argc, char** argv) {
     app.add_option("--amp", t.amp, "mixed precision: f16 (with loss scaling) or bf16")
         ->check(CLI::IsMember({"f16", "bf16"}));
     app.add_option("--accum", t.accum, "micro-batches per optimizer step")->capture_default_str();
-    app.add_option("--clip", t.clip, "clip the gradient norm to this (0 = off)");
+    app.add_option("--clip", t.clip,
+                   "clip the gradient norm to this (0 = off; default 0 for the bag model, 1 for "
+                   "the transformer)");
     app.add_option("--on-nonfinite", t.on_nonfinite,
                    "a non-finite loss or gradient (without --amp f16): stop (exit 1, naming the "
                    "step) or skip that batch's optimizer step")
@@ -252,6 +292,8 @@ int main(int argc, char** argv) {
     co.out_dir = "out/compare";
     std::string cmp_data_dir, tricks = "all", splits = "random,temporal";
     add_common(*compare, co.base, co.data, cmp_data_dir, co.threads, co.out_dir);
+    compare->add_option("--max-len", co.base.max_len, "transformer: ids per document")
+        ->capture_default_str();
     compare->add_option("--seeds", co.seeds, "seeds per trick")->capture_default_str();
     compare
         ->add_option("--tricks", tricks,
@@ -278,6 +320,7 @@ int main(int argc, char** argv) {
         if (predict->parsed()) return run_predict(model_dir, files, lines, predict_json, logits);
 
         if (compare->parsed()) {
+            apply_model_defaults(*compare, co.base);
             if (!cmp_data_dir.empty()) co.data.data_dir = cmp_data_dir;
             co.tricks = parse_trick_list(tricks);
             co.splits.clear();
@@ -300,6 +343,7 @@ int main(int argc, char** argv) {
             return r.interrupted ? 130 : 0;
         }
 
+        apply_model_defaults(app, t);
         if (!data_dir.empty()) ro.data.data_dir = data_dir;
         ro.data.split = parse_split_kind(split);
         if (swa_lr >= 0) t.swa_lr = swa_lr;

@@ -4,6 +4,7 @@
 #include "core/check.h"
 #include "core/finite.h"
 #include "core/safetensors.h"
+#include "examples/text_classifier/io.h"
 #include "ops/elementwise.h"
 
 namespace textclf {
@@ -11,15 +12,55 @@ namespace textclf {
 using minidl::Tensor;
 namespace nn = minidl::nn;
 
-TextClassifier::TextClassifier(ModelConfig config) : config_(config) {
-    MDL_CHECK(config.vocab >= 2 && config.dim > 0 && config.hidden > 0 && config.classes >= 2,
-              minidl::ValueError, "TextClassifier: need vocab >= 2, dim > 0, hidden > 0 and ",
-              "classes >= 2, got vocab=", config.vocab, " dim=", config.dim,
-              " hidden=", config.hidden, " classes=", config.classes);
+std::string model_kind_name(ModelKind kind) {
+    return kind == ModelKind::Bag ? "bag" : "transformer";
+}
+
+ModelKind parse_model_kind(const std::string& name) {
+    if (name == "bag") return ModelKind::Bag;
+    MDL_CHECK(name == "transformer", minidl::ValueError,
+              "--model must be bag or transformer, got '", name, "'");
+    return ModelKind::Transformer;
+}
+
+nn::BertConfig ModelConfig::bert() const {
+    nn::BertConfig c;
+    c.vocab_size = vocab;
+    c.hidden_size = hidden;
+    c.num_hidden_layers = layers;
+    c.num_attention_heads = heads;
+    c.intermediate_size = intermediate;
+    c.max_position_embeddings = positions;
+    c.hidden_dropout_prob = dropout;
+    c.attention_probs_dropout_prob = dropout;
+    c.num_labels = classes;
+    c.gradient_checkpointing = checkpoint_activations;
+    return c;
+}
+
+int64_t ModelInput::size() const {
+    return offsets.defined() ? offsets.size(0) : ids.size(0);
+}
+
+ModelInput ModelInput::to(minidl::Device device) const {
+    ModelInput out;
+    out.ids = ids.to(device);
+    if (offsets.defined()) out.offsets = offsets.to(device);
+    if (mask.defined()) out.mask = mask.to(device);
+    return out;
+}
+
+BagClassifier::BagClassifier(ModelConfig config) : Cloneable(std::move(config)) {
+    const ModelConfig& c = config_;
+    MDL_CHECK(
+        c.kind == ModelKind::Bag && c.vocab >= 2 && c.dim > 0 && c.hidden > 0 && c.classes >= 2,
+        minidl::ValueError, "BagClassifier: need vocab >= 2, dim > 0, hidden > 0 and ",
+        "classes >= 2, got vocab=", c.vocab, " dim=", c.dim, " hidden=", c.hidden,
+        " classes=", c.classes);
     reset();
 }
 
-void TextClassifier::reset() {
+void BagClassifier::reset() {
     // Registration order = PyTorch's __init__ order = the order of the initialisers' draws.
     embedding = register_module(
         "embedding",
@@ -28,8 +69,41 @@ void TextClassifier::reset() {
     fc2 = register_module("fc2", std::make_shared<nn::Linear>(config_.hidden, config_.classes));
 }
 
-Tensor TextClassifier::forward(const Tensor& ids, const Tensor& offsets) {
+Tensor BagClassifier::forward(const Tensor& ids, const Tensor& offsets) {
     return fc2->forward(minidl::relu(fc1->forward(embedding->forward(ids, offsets))));
+}
+
+Tensor BagClassifier::forward(const ModelInput& input) {
+    MDL_CHECK(input.offsets.defined(), minidl::ValueError,
+              "BagClassifier::forward: needs ids [L] and offsets [B], got no offsets");
+    return forward(input.ids, input.offsets);
+}
+
+TransformerClassifier::TransformerClassifier(ModelConfig config) : Cloneable(std::move(config)) {
+    MDL_CHECK(config_.kind == ModelKind::Transformer, minidl::ValueError,
+              "TransformerClassifier: the config is a ", model_kind_name(config_.kind), " model's");
+    config_.bert().validate();
+    reset();
+}
+
+void TransformerClassifier::reset() {
+    // nn/bert.h's classifier builds (and initialises, in Hugging Face's order) the module tree;
+    // its three children become this module's, so the names are HF's exactly.
+    const auto full = std::make_shared<nn::BertForSequenceClassification>(config_.bert());
+    bert = register_module("bert", full->bert);
+    dropout = register_module("dropout", full->dropout);
+    classifier = register_module("classifier", full->classifier);
+}
+
+Tensor TransformerClassifier::forward(const ModelInput& input) {
+    MDL_CHECK(input.ids.dim() == 2, minidl::ShapeError,
+              "TransformerClassifier::forward: ids must be [B, L], got ", input.ids.str());
+    return classifier->forward(dropout->forward(bert->pool(bert->forward(input.ids, input.mask))));
+}
+
+std::shared_ptr<TextClassifier> make_model(const ModelConfig& config) {
+    if (config.kind == ModelKind::Bag) return std::make_shared<BagClassifier>(config);
+    return std::make_shared<TransformerClassifier>(config);
 }
 
 minidl::StateDict weights_snapshot(const TextClassifier& model) {
@@ -72,6 +146,88 @@ ModelConfig infer_model_config(const std::string& path) {
               ": inconsistent shapes embedding.weight ", minidl::shape_str(emb), ", fc1.weight ",
               minidl::shape_str(w1), ", fc2.weight ", minidl::shape_str(w2));
     return ModelConfig{.vocab = emb[0], .dim = emb[1], .hidden = w1[0], .classes = w2[0]};
+}
+
+nlohmann::json bert_config_json(const ModelConfig& c, const std::vector<std::string>& classes,
+                                int64_t max_len) {
+    const nn::BertConfig b = c.bert();
+    nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+    for (size_t k = 0; k < classes.size(); ++k) {
+        id2label[std::to_string(k)] = classes[k];
+        label2id[classes[k]] = k;
+    }
+    return {{"architectures", {"BertForSequenceClassification"}},
+            {"model_type", "bert"},
+            {"vocab_size", b.vocab_size},
+            {"hidden_size", b.hidden_size},
+            {"num_hidden_layers", b.num_hidden_layers},
+            {"num_attention_heads", b.num_attention_heads},
+            {"intermediate_size", b.intermediate_size},
+            {"hidden_act", "gelu"},
+            {"hidden_dropout_prob", b.hidden_dropout_prob},
+            {"attention_probs_dropout_prob", b.attention_probs_dropout_prob},
+            {"max_position_embeddings", b.max_position_embeddings},
+            {"type_vocab_size", b.type_vocab_size},
+            {"initializer_range", b.initializer_range},
+            {"layer_norm_eps", b.layer_norm_eps},
+            {"pad_token_id", b.pad_token_id},
+            {"position_embedding_type", "absolute"},
+            {"num_labels", static_cast<int64_t>(classes.size())},
+            {"id2label", id2label},
+            {"label2id", label2id},
+            {"max_length", max_len},
+            {"minidl_model", "transformer"}};
+}
+
+BertConfigFile read_bert_config(const std::string& path) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(read_file(path));
+    } catch (const nlohmann::json::exception& e) {
+        throw minidl::FormatError(
+            minidl::detail::concat("read_bert_config: ", path, ": ", e.what()));
+    }
+    auto get = [&](const char* key) -> const nlohmann::json& {
+        MDL_CHECK(j.contains(key), minidl::FormatError, "read_bert_config: ", path, ": no '", key,
+                  "'");
+        return j[key];
+    };
+    BertConfigFile out;
+    try {
+        MDL_CHECK(get("model_type") == "bert", minidl::FormatError, "read_bert_config: ", path,
+                  ": model_type is ", j["model_type"].dump(), ", not \"bert\"");
+        MDL_CHECK(j.value("hidden_act", std::string("gelu")) == "gelu", minidl::FormatError,
+                  "read_bert_config: ", path, ": hidden_act ", j["hidden_act"].dump(),
+                  " (only \"gelu\", the erf form, is implemented)");
+        ModelConfig& c = out.config;
+        c.kind = ModelKind::Transformer;
+        c.vocab = get("vocab_size").get<int64_t>();
+        c.hidden = get("hidden_size").get<int64_t>();
+        c.layers = get("num_hidden_layers").get<int64_t>();
+        c.heads = get("num_attention_heads").get<int64_t>();
+        c.intermediate = get("intermediate_size").get<int64_t>();
+        c.positions = get("max_position_embeddings").get<int64_t>();
+        c.dropout = j.value("hidden_dropout_prob", 0.1);
+        MDL_CHECK(j.value("type_vocab_size", int64_t{2}) == 2 &&
+                      j.value("layer_norm_eps", 1e-12) == 1e-12 &&
+                      j.value("pad_token_id", int64_t{0}) == 0,
+                  minidl::FormatError, "read_bert_config: ", path,
+                  ": type_vocab_size 2, layer_norm_eps 1e-12 and pad_token_id 0 are what this "
+                  "program implements");
+        const nlohmann::json& id2label = get("id2label");
+        for (size_t k = 0; k < id2label.size(); ++k) {
+            const std::string key = std::to_string(k);
+            MDL_CHECK(id2label.contains(key), minidl::FormatError, "read_bert_config: ", path,
+                      ": id2label has no \"", key, "\"");
+            out.classes.push_back(id2label[key].get<std::string>());
+        }
+        c.classes = static_cast<int64_t>(out.classes.size());
+        out.max_len = j.value("max_length", c.positions);
+    } catch (const nlohmann::json::exception& e) {
+        throw minidl::FormatError(
+            minidl::detail::concat("read_bert_config: ", path, ": ", e.what()));
+    }
+    return out;
 }
 
 }  // namespace textclf

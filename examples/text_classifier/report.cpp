@@ -77,11 +77,11 @@ CompareResult run_compare(const CompareOptions& o, std::ostream& log) {
     res.is_sample = corpus->data.is_sample;
     std::vector<PreparedData> prepared;
     if (corpus->fixed_split) {
-        prepared.push_back(prepare_data(corpus));
+        prepared.push_back(prepare_data(corpus, SplitKind::Random, false, input_format(o.base)));
     } else {
         MDL_CHECK(!o.splits.empty(), minidl::ValueError, "compare: no split to run");
         for (SplitKind k : o.splits)
-            prepared.push_back(prepare_data(corpus, k));
+            prepared.push_back(prepare_data(corpus, k, false, input_format(o.base)));
     }
     for (const auto& p : prepared) {
         res.splits.push_back(p.split_name);

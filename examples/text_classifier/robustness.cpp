@@ -24,21 +24,30 @@ namespace {
 
 constexpr std::string_view kAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
 
-// Installs an output hook on the embedding layer for its lifetime (removed on exceptions too).
+// Installs an output hook on the model's attacked layer (the bag model's EmbeddingBag, the
+// transformer's word embeddings) for its lifetime (removed on exceptions too).
 class HookScope {
   public:
-    HookScope(minidl::nn::EmbeddingBag& layer, std::function<Tensor(const Tensor&)> hook)
-        : layer_(layer) {
-        MDL_CHECK(!layer.has_output_hook(), minidl::StateError,
+    HookScope(TextClassifier& model, std::function<Tensor(const Tensor&)> hook) {
+        if (auto* bag = dynamic_cast<BagClassifier*>(&model)) {
+            set_ = [layer = bag->embedding.get()](auto h) { layer->set_output_hook(std::move(h)); };
+            busy_ = bag->embedding->has_output_hook();
+        } else {
+            auto& layer = dynamic_cast<TransformerClassifier&>(model).word_embeddings();
+            set_ = [layer = &layer](auto h) { layer->set_output_hook(std::move(h)); };
+            busy_ = layer.has_output_hook();
+        }
+        MDL_CHECK(!busy_, minidl::StateError,
                   "attack_logits: the embedding layer already has an output hook");
-        layer_.set_output_hook(std::move(hook));
+        set_(std::move(hook));
     }
-    ~HookScope() { layer_.set_output_hook({}); }
+    ~HookScope() { set_({}); }
     HookScope(const HookScope&) = delete;
     HookScope& operator=(const HookScope&) = delete;
 
   private:
-    minidl::nn::EmbeddingBag& layer_;
+    std::function<void(std::function<Tensor(const Tensor&)>)> set_;
+    bool busy_ = false;
 };
 
 }  // namespace
@@ -59,37 +68,45 @@ std::vector<Tensor> attack_logits(TextClassifier& model, const DocTensors& docs,
         const int64_t e = std::min(N, b + batch);
         const ModelBatch mb = docs.batch(b, e);
         const ModelBatch::Slice s = mb.slice(0, mb.size);
-        // sqrt(n) per document, [B, 1] on the device.
-        std::vector<float> sqrt_len(static_cast<size_t>(mb.size));
-        for (int64_t i = 0; i < mb.size; ++i)
-            sqrt_len[i] = std::sqrt(static_cast<float>(mb.offsets[i + 1] - mb.offsets[i]));
-        const Tensor root_n = Tensor::from_vector(sqrt_len, {mb.size, 1}).to(docs.device);
 
         // Pass 1: g = dL/dh for every document (reduction Sum: row b is document b's own).
         Tensor delta;
         {
-            HookScope hook(*model.embedding, [&](const Tensor& h) {
+            HookScope hook(model, [&](const Tensor& h) {
                 delta = Tensor::zeros_like(h);
                 delta.set_requires_grad(true);
                 return h + delta;
             });
             minidl::EnableGradGuard grad_on;
-            minidl::cross_entropy(model.forward(s.ids, s.offsets), s.labels,
-                                  {.reduction = minidl::Reduction::Sum})
+            minidl::cross_entropy(model.forward(s), s.labels, {.reduction = minidl::Reduction::Sum})
                 .backward();
         }
         model.zero_grad();  // the weights' gradients of this pass are not wanted
         minidl::NoGradGuard no_grad;
-        const Tensor g = delta.grad();
-        const Tensor direction =
-            g / (minidl::tricks::per_example_norm(g, 1e-12) * root_n);  // g / (sqrt(n) ||g||)
+        Tensor direction;
+        if (mb.padded) {
+            // The transformer: the real tokens' embeddings moved jointly, ||delta||_2 = eps
+            // (padding masked; its gradient is 0 anyway).
+            const Tensor g =
+                delta.grad() *
+                s.mask.to(delta.grad().dtype()).reshape({s.mask.size(0), s.mask.size(1), 1});
+            direction = g / minidl::tricks::per_example_norm(g, 1e-12);
+        } else {
+            // The bag: sqrt(n) per document, [B, 1]; the bag moves by g / (sqrt(n) ||g||).
+            std::vector<float> sqrt_len(static_cast<size_t>(mb.size));
+            for (int64_t i = 0; i < mb.size; ++i)
+                sqrt_len[i] = std::sqrt(static_cast<float>(mb.offsets[i + 1] - mb.offsets[i]));
+            const Tensor root_n = Tensor::from_vector(sqrt_len, {mb.size, 1}).to(docs.device);
+            const Tensor g = delta.grad();
+            direction = g / (minidl::tricks::per_example_norm(g, 1e-12) * root_n);
+        }
 
-        // Pass 2, per epsilon: the shifted bags.
+        // Pass 2, per epsilon: the shifted embeddings.
         for (size_t k = 0; k < epsilons.size(); ++k) {
             const double eps = epsilons[k];
-            HookScope hook(*model.embedding,
+            HookScope hook(model,
                            [&](const Tensor& h) { return eps == 0.0 ? h : h + direction * eps; });
-            const Tensor logits = model.forward(s.ids, s.offsets).to(DType::F32).to(Device::cpu());
+            const Tensor logits = model.forward(s).to(DType::F32).to(Device::cpu());
             std::memcpy(out[k].data<float>() + b * K, logits.data<float>(),
                         static_cast<size_t>((e - b) * K) * sizeof(float));
         }
@@ -151,7 +168,7 @@ std::string edit_token(std::string_view token, minidl::Generator& gen) {
 
 EncodedDocs noisy_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
                        std::span<const int64_t> docs, std::span<const int64_t> labels, double p,
-                       uint64_t seed) {
+                       uint64_t seed, const InputFormat& format) {
     MDL_CHECK(p >= 0 && p <= 1, minidl::ValueError, "noisy_docs: p must be in [0, 1], got ", p);
     minidl::Generator gen(seed);
     // Unedited tokens keep their type's id: one lookup per type.
@@ -161,6 +178,7 @@ EncodedDocs noisy_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
     EncodedDocs out;
     out.offsets.push_back(0);
     for (int64_t d : docs) {
+        if (format.bert) out.ids.push_back(Vocab::kCls);
         const size_t before = out.ids.size();
         for (uint32_t t : corpus.doc(d)) {
             if (gen.next_uniform() < p) {
@@ -170,7 +188,13 @@ EncodedDocs noisy_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
                 out.ids.push_back(type_id[t]);
             }
         }
-        if (out.ids.size() == before) out.ids.push_back(Vocab::kPad);  // the empty document
+        if (format.bert) {  // the first max_len - 2 tokens after the edits, then [SEP]
+            out.ids.resize(
+                std::min(out.ids.size(), before + static_cast<size_t>(format.max_len - 2)));
+            out.ids.push_back(Vocab::kSep);
+        } else if (out.ids.size() == before) {
+            out.ids.push_back(Vocab::kPad);  // the empty document
+        }
         out.offsets.push_back(static_cast<int64_t>(out.ids.size()));
         out.labels.push_back(labels[d]);
     }
@@ -180,10 +204,10 @@ EncodedDocs noisy_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
 double noisy_accuracy(TextClassifier& model, const PreparedData& data, double p, uint64_t seed,
                       int64_t batch) {
     const EncodedDocs noisy = noisy_docs(data.corpus->tokens, data.vocab, data.split.test,
-                                         data.corpus->data.labels, p, seed);
-    const Device device = model.embedding->weight.device();
-    const DocTensors docs =
-        to_doc_tensors(noisy, device, static_cast<int64_t>(data.classes().size()));
+                                         data.corpus->data.labels, p, seed, data.format);
+    const Device device = model.parameters().front().device();
+    const DocTensors docs = to_doc_tensors(
+        noisy, device, static_cast<int64_t>(data.classes().size()), data.format.bert);
     return evaluate(model, docs, batch).accuracy;
 }
 

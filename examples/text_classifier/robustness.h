@@ -12,6 +12,9 @@
 //    with reduction Sum (so each row of g is its own document's gradient), then one forward
 //    pass per epsilon with h + epsilon * g / (sqrt(n) max(||g||, 1e-12)). epsilon = 0 gives the
 //    clean logits exactly; a document whose gradient is 0 is not moved.
+//    The transformer: the same attack on the word embeddings' output E [L, C] of the document's
+//    real positions ([CLS], its tokens, [SEP]; padding masked), which the model does not
+//    average: G = dL/dE, E' = E + epsilon * G / max(||G||_F, 1e-12), ||E' - E|| = epsilon.
 // 2. Noisy text: every token of a test document, independently with probability p, gets one
 //    random one-character edit, chosen uniformly among
 //        insert   a character at a uniform position 0..len
@@ -23,7 +26,8 @@
 //    stays one token: "viagra" -> "vi4gra"). The edited token is looked up in the vocabulary
 //    (mostly <unk> then). Draws come from a Generator seeded by `seed`: one uniform per token,
 //    and for an edited token one draw for the edit, one for the position, one for the character.
-//    p = 0 leaves the documents exactly as encoded.
+//    p = 0 leaves the documents exactly as encoded. The transformer's documents are cut to
+//    max_len - 2 ids after the edits and framed by [CLS] ... [SEP] as in training.
 // 3. Flatness: sharp minima lose more when the weights move. For draw d = 1..D, every parameter
 //    tensor w is replaced by w + sigma * rms(w) * z_d, z_d ~ N(0, 1) elementwise,
 //    rms(w) = sqrt(mean(w^2)); flatness = (1/D) sum_d [L_test(perturbed_d) - L_test(w)], the mean
@@ -68,7 +72,7 @@ std::string edit_token(std::string_view token, minidl::Generator& gen);
 // Corpus documents `docs` encoded with `vocab` after the noise above, labels from `labels`.
 EncodedDocs noisy_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
                        std::span<const int64_t> docs, std::span<const int64_t> labels, double p,
-                       uint64_t seed);
+                       uint64_t seed, const InputFormat& format = {});
 // Accuracy on the noisy test documents of `data`.
 double noisy_accuracy(TextClassifier& model, const PreparedData& data, double p, uint64_t seed,
                       int64_t batch = 512);

@@ -99,6 +99,7 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
     }
     apply_threads_flag(o.threads);
     validate(o.train);
+    o.data.format = input_format(o.train);
 
     // ---- data --------------------------------------------------------------------------------
     std::optional<PreparedData> own;
@@ -175,6 +176,7 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
               {"dataset", data.corpus->kind},
               {"split", data.split_name},
               {"is_sample", data.is_sample()},
+              {"model", o.train.model},
               {"tricks", describe_tricks(o.train)},
               {"train_docs", data.train.size()},
               {"val_docs", data.val.size()},
@@ -241,6 +243,16 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
         if (finished) {
             data.vocab.save((fs::path(o.out_dir) / "vocab.txt").string());
             save_weights(*final_model, (fs::path(o.out_dir) / "model.safetensors").string());
+            const fs::path config_path = fs::path(o.out_dir) / "config.json";
+            if (final_model->kind() == ModelKind::Transformer) {
+                write_file_atomic(
+                    config_path.string(),
+                    bert_config_json(final_model->config(), data.classes(), o.train.max_len)
+                            .dump(2) +
+                        "\n");
+            } else {
+                fs::remove(config_path);  // a transformer's, from an earlier run in this folder
+            }
         }
         write_file_atomic((fs::path(o.out_dir) / "run.json").string(), record.dump(2) + "\n");
     }
@@ -264,30 +276,46 @@ Predictor::Predictor(const std::string& model_dir) {
     mode_ = parse_mode(record["data"].value("mode", std::string("plain")), run_path);
     vocab_ = Vocab::load((dir / "vocab.txt").string());
     const std::string weights = (dir / "model.safetensors").string();
-    const ModelConfig mc = infer_model_config(weights);
+    // config.json (Hugging Face's BertConfig) marks the transformer; the bag model has none.
+    const fs::path config_path = dir / "config.json";
+    ModelConfig mc;
+    if (fs::exists(config_path)) {
+        const BertConfigFile file = read_bert_config(config_path.string());
+        mc = file.config;
+        format_ = {.bert = true, .max_len = file.max_len};
+        MDL_CHECK(vocab_.is_bert(), minidl::FormatError, "predict: ", model_dir,
+                  ": config.json describes a transformer but vocab.txt does not start with ",
+                  "BERT's specials");
+        MDL_CHECK(file.classes == classes_, minidl::FormatError, "predict: ", model_dir,
+                  ": config.json's id2label and run.json's classes differ");
+    } else {
+        mc = infer_model_config(weights);
+    }
     MDL_CHECK(mc.vocab == vocab_.size() && mc.classes == static_cast<int64_t>(classes_.size()),
-              minidl::FormatError, "predict: ", model_dir, ": model.safetensors has vocabulary ",
-              mc.vocab, " and ", mc.classes, " classes, but vocab.txt has ", vocab_.size(),
+              minidl::FormatError, "predict: ", model_dir, ": the model has vocabulary ", mc.vocab,
+              " and ", mc.classes, " classes, but vocab.txt has ", vocab_.size(),
               " entries and run.json ", classes_.size(), " classes");
     minidl::nn::init::SkipRandomInitGuard no_draws;  // the weights are loaded next
-    model_ = std::make_shared<TextClassifier>(mc);
+    model_ = make_model(mc);
     load_weights(*model_, weights);
     model_->eval();
 }
 
 std::vector<Predictor::Prediction> Predictor::predict(const std::vector<std::string>& docs) const {
     if (docs.empty()) return {};
-    std::vector<int64_t> ids, offsets;
+    EncodedDocs encoded;
+    encoded.offsets.push_back(0);
     for (const std::string& d : docs) {
-        offsets.push_back(static_cast<int64_t>(ids.size()));
-        const std::vector<int64_t> e = vocab_.encode(tokenize_document(d, mode_));
-        ids.insert(ids.end(), e.begin(), e.end());
+        const std::vector<int64_t> e = vocab_.encode(tokenize_document(d, mode_), format_);
+        encoded.ids.insert(encoded.ids.end(), e.begin(), e.end());
+        encoded.offsets.push_back(static_cast<int64_t>(encoded.ids.size()));
+        encoded.labels.push_back(0);
     }
     const int64_t B = static_cast<int64_t>(docs.size());
     minidl::NoGradGuard no_grad;
-    const Tensor logits =
-        model_->forward(Tensor::from_vector(ids, {static_cast<int64_t>(ids.size())}),
-                        Tensor::from_vector(offsets, {B}));
+    const Tensor logits = predict_logits(
+        *model_, to_doc_tensors(encoded, minidl::Device::cpu(),
+                                static_cast<int64_t>(classes_.size()), format_.bert));
     const std::vector<float> v = logits.to_vector<float>();
     const int64_t K = static_cast<int64_t>(classes_.size());
     std::vector<Prediction> out(docs.size());

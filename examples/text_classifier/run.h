@@ -5,6 +5,8 @@
 //   model.safetensors       the evaluation weights only (SWA average / EMA shadow / live), PyTorch
 //                           names; loads into bench/torch_text_classifier.py's Model
 //   vocab.txt               line k = token of id k - 1 (text.h Vocab::save)
+//   config.json             the transformer's: Hugging Face's BertConfig keys (model.h); with
+//                           model.safetensors and vocab.txt all another program needs
 //   run.json                the run record: config, data, per-epoch records, loss curve, final
 //                           metrics, robustness figures, timings, and the summary line
 //   checkpoint.safetensors  the whole training state (checkpoint.h), after every epoch and when
@@ -94,6 +96,7 @@ class Predictor {
   private:
     std::vector<std::string> classes_;
     TextMode mode_ = TextMode::Plain;
+    InputFormat format_;
     Vocab vocab_;
     std::shared_ptr<TextClassifier> model_;
 };

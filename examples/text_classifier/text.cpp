@@ -264,7 +264,17 @@ TokenizedCorpus tokenize_corpus(const std::vector<std::string>& texts, TextMode 
 
 // ---- vocabulary -------------------------------------------------------------------------------
 
-Vocab::Vocab() : Vocab(std::vector<std::string>{"<pad>", "<unk>"}) {}
+const std::vector<std::string>& bag_specials() {
+    static const std::vector<std::string> specials{"<pad>", "<unk>"};
+    return specials;
+}
+
+const std::vector<std::string>& bert_specials() {
+    static const std::vector<std::string> specials{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    return specials;
+}
+
+Vocab::Vocab() : Vocab(bag_specials()) {}
 
 Vocab::Vocab(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {
     index();
@@ -285,16 +295,20 @@ Vocab Vocab::from_counts(std::vector<std::pair<std::string, int64_t>> counts,
                          const VocabOptions& options) {
     MDL_CHECK(options.min_count >= 1, ValueError, "Vocab: min_count must be >= 1, got ",
               options.min_count);
-    MDL_CHECK(options.max_size >= 2, ValueError,
-              "Vocab: max_size must be >= 2 (<pad> and <unk>), got ", options.max_size);
+    const auto n_special = static_cast<int64_t>(options.specials.size());
+    MDL_CHECK(n_special >= 2, ValueError,
+              "Vocab: need at least the padding and the unknown token as specials, got ",
+              n_special);
+    MDL_CHECK(options.max_size >= n_special, ValueError, "Vocab: max_size must be >= ", n_special,
+              " (the specials), got ", options.max_size);
     std::erase_if(counts, [&](const auto& tc) { return tc.second < options.min_count; });
     std::sort(counts.begin(), counts.end(), [](const auto& a, const auto& b) {
         if (a.second != b.second) return a.second > b.second;
         return a.first < b.first;
     });
-    size_t keep = std::min(counts.size(), static_cast<size_t>(options.max_size - 2));
-    std::vector<std::string> tokens{"<pad>", "<unk>"};
-    tokens.reserve(keep + 2);
+    size_t keep = std::min(counts.size(), static_cast<size_t>(options.max_size - n_special));
+    std::vector<std::string> tokens = options.specials;
+    tokens.reserve(keep + tokens.size());
     for (size_t i = 0; i < keep; ++i)
         tokens.push_back(std::move(counts[i].first));
     return Vocab(std::move(tokens));
@@ -345,8 +359,14 @@ Vocab Vocab::load(const std::string& path) {
         tokens.push_back(std::move(tok));
         pos = eol + 1;
     }
-    MDL_CHECK(tokens.size() >= 2 && tokens[0] == "<pad>" && tokens[1] == "<unk>", FormatError,
-              "Vocab::load: ", path, ": must start with the lines <pad> and <unk>");
+    auto starts_with = [&](const std::vector<std::string>& specials) {
+        return tokens.size() >= specials.size() &&
+               std::equal(specials.begin(), specials.end(), tokens.begin());
+    };
+    MDL_CHECK(starts_with(bag_specials()) || starts_with(bert_specials()), FormatError,
+              "Vocab::load: ", path,
+              ": must start with the lines <pad>, <unk> (bag model) or [PAD], [UNK], [CLS], "
+              "[SEP], [MASK] (transformer)");
     try {
         return Vocab(std::move(tokens));
     } catch (const ValueError& e) {
@@ -365,6 +385,12 @@ int64_t Vocab::id(std::string_view token) const {
     return it == lookup_.end() ? kUnk : it->second;
 }
 
+bool Vocab::is_bert() const {
+    const auto& specials = bert_specials();
+    return tokens_.size() >= specials.size() &&
+           std::equal(specials.begin(), specials.end(), tokens_.begin());
+}
+
 std::vector<int64_t> Vocab::encode(const std::vector<std::string>& tokens) const {
     if (tokens.empty()) return {kPad};
     std::vector<int64_t> ids;
@@ -374,10 +400,32 @@ std::vector<int64_t> Vocab::encode(const std::vector<std::string>& tokens) const
     return ids;
 }
 
+std::vector<int64_t> Vocab::encode_sequence(const std::vector<std::string>& tokens,
+                                            int64_t max_len) const {
+    MDL_CHECK(is_bert(), ValueError,
+              "Vocab::encode_sequence: needs a vocabulary with BERT's specials");
+    MDL_CHECK(max_len >= 2, ValueError, "Vocab::encode_sequence: max_len must be >= 2 ([CLS] ",
+              "and [SEP]), got ", max_len);
+    const size_t n = std::min(tokens.size(), static_cast<size_t>(max_len - 2));
+    std::vector<int64_t> ids;
+    ids.reserve(n + 2);
+    ids.push_back(kCls);
+    for (size_t i = 0; i < n; ++i)
+        ids.push_back(id(tokens[i]));
+    ids.push_back(kSep);
+    return ids;
+}
+
+std::vector<int64_t> Vocab::encode(const std::vector<std::string>& tokens,
+                                   const InputFormat& format) const {
+    return format.bert ? encode_sequence(tokens, format.max_len) : encode(tokens);
+}
+
 // ---- encoding and batching --------------------------------------------------------------------
 
 EncodedDocs encode_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
-                        std::span<const int64_t> docs, std::span<const int64_t> labels) {
+                        std::span<const int64_t> docs, std::span<const int64_t> labels,
+                        const InputFormat& format) {
     MDL_CHECK(static_cast<int64_t>(labels.size()) == corpus.num_docs(), ValueError,
               "encode_docs: ", labels.size(), " labels for ", corpus.num_docs(), " documents");
     // Each type's id once, then every token is one array lookup.
@@ -388,11 +436,23 @@ EncodedDocs encode_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
     out.offsets.reserve(docs.size() + 1);
     out.offsets.push_back(0);
     out.labels.reserve(docs.size());
+    if (format.bert) {
+        MDL_CHECK(vocab.is_bert(), ValueError,
+                  "encode_docs: the transformer's format needs a vocabulary with BERT's specials");
+        MDL_CHECK(format.max_len >= 2, ValueError, "encode_docs: max_len must be >= 2, got ",
+                  format.max_len);
+    }
     for (int64_t d : docs) {
         std::span<const uint32_t> toks = corpus.doc(d);  // checks d
-        if (toks.empty()) out.ids.push_back(Vocab::kPad);
+        if (format.bert) {
+            toks = toks.first(std::min(toks.size(), static_cast<size_t>(format.max_len - 2)));
+            out.ids.push_back(Vocab::kCls);
+        } else if (toks.empty()) {
+            out.ids.push_back(Vocab::kPad);
+        }
         for (uint32_t t : toks)
             out.ids.push_back(type_id[t]);
+        if (format.bert) out.ids.push_back(Vocab::kSep);
         out.offsets.push_back(static_cast<int64_t>(out.ids.size()));
         out.labels.push_back(labels[static_cast<size_t>(d)]);
     }

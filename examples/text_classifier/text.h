@@ -12,9 +12,14 @@
 //                max_tokens (512) tokens of a document are kept.
 //   vocabulary   the kept tokens of the training documents occurring >= 2 times (occurrences, not
 //                document frequency), ordered by (count descending, token ascending), at most
-//                30,000 entries including id 0 "<pad>" and id 1 "<unk>".
-//   encoding     unknown token -> 1 (<unk>); a document without tokens -> the single id 0 (<pad>).
-//   vocab.txt    line k holds the token of id k - 1.
+//                30,000 entries including the specials in front: the bag model's id 0 "<pad>"
+//                and id 1 "<unk>"; the transformer's (BERT's) [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3,
+//                [MASK]=4.
+//   encoding     unknown token -> 1 (<unk> / [UNK]). Bag model: a document without tokens -> the
+//                single id 0 (<pad>). Transformer: [CLS] t1 ... tn [SEP] with the document's first
+//                n <= max_len - 2 tokens (an empty document is [CLS] [SEP]); batches pad on the
+//                right with [PAD] to their longest row (evaluate.h).
+//   vocab.txt    line k holds the token of id k - 1 (1-based lines: Hugging Face BERT's format).
 //
 // Plain text (user TSV/JSONL data, WordNet glosses) skips the e-mail step: the whole string is
 // tokenized.
@@ -78,13 +83,28 @@ TokenizedCorpus tokenize_corpus(const std::vector<std::string>& texts, TextMode 
 // ---- vocabulary -------------------------------------------------------------------------------
 struct VocabOptions {
     int64_t min_count = 2;     // occurrences in the training documents
-    int64_t max_size = 30000;  // entries including <pad> and <unk>
+    int64_t max_size = 30000;  // entries including the specials
+    // The tokens of ids 0, 1, ...: the padding token first, the unknown token second.
+    std::vector<std::string> specials = {"<pad>", "<unk>"};
+};
+
+// The bag model's specials, and the transformer's (Hugging Face BERT's, in its order).
+const std::vector<std::string>& bag_specials();
+const std::vector<std::string>& bert_specials();
+
+// How documents become id sequences: the bag model's bags, or the transformer's
+// [CLS] ... [SEP] sequences of at most max_len ids.
+struct InputFormat {
+    bool bert = false;
+    int64_t max_len = 128;  // transformer only: [CLS] + up to max_len - 2 tokens + [SEP]
 };
 
 class Vocab {
   public:
     static constexpr int64_t kPad = 0;
     static constexpr int64_t kUnk = 1;
+    static constexpr int64_t kCls = 2;  // BERT vocabularies only
+    static constexpr int64_t kSep = 3;
 
     Vocab();  // just <pad> and <unk>
 
@@ -101,8 +121,10 @@ class Vocab {
     // vocab.txt: line k holds the token of id k - 1; written atomically (temp file + rename).
     void save(const std::string& path) const;
     // Throws FormatError (file:line) for an empty token, a duplicate, or a file that does not
-    // start with <pad>, <unk>.
+    // start with <pad>, <unk> or with BERT's five specials.
     static Vocab load(const std::string& path);
+    // Whether the vocabulary starts with BERT's specials (the transformer's).
+    bool is_bert() const;
 
     int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
     const std::string& token(int64_t id) const;  // IndexError outside [0, size())
@@ -110,6 +132,12 @@ class Vocab {
     const std::vector<std::string>& tokens() const { return tokens_; }
     // Ids of a token list; an empty list gives {kPad}.
     std::vector<int64_t> encode(const std::vector<std::string>& tokens) const;
+    // The transformer's sequence: [CLS], the ids of the first max_len - 2 tokens, [SEP].
+    std::vector<int64_t> encode_sequence(const std::vector<std::string>& tokens,
+                                         int64_t max_len) const;
+    // encode() or encode_sequence() as `format` says.
+    std::vector<int64_t> encode(const std::vector<std::string>& tokens,
+                                const InputFormat& format) const;
 
   private:
     explicit Vocab(std::vector<std::string> tokens);
@@ -134,9 +162,11 @@ struct EncodedDocs {
 
     int64_t size() const { return static_cast<int64_t>(labels.size()); }
 };
-// Encodes corpus documents `docs` (in that order) with `labels[doc]` as their labels.
+// Encodes corpus documents `docs` (in that order) with `labels[doc]` as their labels, as bags or
+// as the transformer's sequences (`format`).
 EncodedDocs encode_docs(const TokenizedCorpus& corpus, const Vocab& vocab,
-                        std::span<const int64_t> docs, std::span<const int64_t> labels);
+                        std::span<const int64_t> docs, std::span<const int64_t> labels,
+                        const InputFormat& format = {});
 
 struct Batch {
     minidl::Tensor ids;      // [L] I64, the documents' ids concatenated

@@ -10,8 +10,11 @@
 #include "core/comm.h"
 #include "core/finite.h"
 #include "examples/text_classifier/progress.h"
+#include "nn/bert.h"
 #include "ops/loss.h"
 #include "optim/adam.h"
+#include "optim/adamw.h"
+#include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
 #include "tricks/amp.h"
 #include "tricks/awp.h"
@@ -61,6 +64,43 @@ void validate(const TrainConfig& c) {
               "--replicas and --distributed are alternatives: choose one");
     MDL_CHECK(c.on_nonfinite == "stop" || c.on_nonfinite == "skip", ValueError,
               "--on-nonfinite must be stop or skip, got '", c.on_nonfinite, "'");
+    const ModelKind kind = parse_model_kind(c.model);
+    if (kind == ModelKind::Transformer) {
+        MDL_CHECK(c.layers >= 1 && c.heads >= 1 && c.intermediate >= 1, ValueError,
+                  "--layers, --heads and --intermediate must be positive, got ", c.layers, ", ",
+                  c.heads, ", ", c.intermediate);
+        MDL_CHECK(c.hidden % c.heads == 0, ValueError, "--hidden ", c.hidden,
+                  " must be a multiple of --heads ", c.heads);
+        MDL_CHECK(c.max_len >= 2 && c.max_len <= 512, ValueError,
+                  "--max-len must be in [2, 512] ([CLS] and [SEP] included; 512 positions), got ",
+                  c.max_len);
+        MDL_CHECK(c.warmup >= 0 && c.warmup <= 1, ValueError,
+                  "--warmup must be a fraction of the steps in [0, 1], got ", c.warmup);
+        MDL_CHECK(c.weight_decay >= 0, ValueError, "--weight-decay must be non-negative, got ",
+                  c.weight_decay);
+    } else {
+        MDL_CHECK(!c.checkpoint_activations, ValueError,
+                  "--checkpoint-activations needs --model transformer (the bag model keeps no "
+                  "activations worth recomputing)");
+    }
+}
+
+ModelConfig model_config(const TrainConfig& c, int64_t vocab, int64_t classes) {
+    ModelConfig m;
+    m.kind = parse_model_kind(c.model);
+    m.vocab = vocab;
+    m.dim = c.dim;
+    m.hidden = c.hidden;
+    m.classes = classes;
+    m.layers = c.layers;
+    m.heads = c.heads;
+    m.intermediate = c.intermediate;
+    m.checkpoint_activations = c.checkpoint_activations;
+    return m;
+}
+
+InputFormat input_format(const TrainConfig& c) {
+    return {.bert = parse_model_kind(c.model) == ModelKind::Transformer, .max_len = c.max_len};
 }
 
 json to_json(const TrainConfig& c) {
@@ -69,6 +109,14 @@ json to_json(const TrainConfig& c) {
               {"lr", c.lr},
               {"seed", c.seed},
               {"device", c.device},
+              {"model", c.model},
+              {"layers", c.layers},
+              {"heads", c.heads},
+              {"intermediate", c.intermediate},
+              {"max_len", c.max_len},
+              {"warmup", c.warmup},
+              {"weight_decay", c.weight_decay},
+              {"checkpoint_activations", c.checkpoint_activations},
               {"dim", c.dim},
               {"hidden", c.hidden},
               {"fgm", c.fgm},
@@ -110,6 +158,14 @@ TrainConfig train_config_from_json(const json& j) {
     get("lr", c.lr);
     get("seed", c.seed);
     get("device", c.device);
+    get("model", c.model);
+    get("layers", c.layers);
+    get("heads", c.heads);
+    get("intermediate", c.intermediate);
+    get("max_len", c.max_len);
+    get("warmup", c.warmup);
+    get("weight_decay", c.weight_decay);
+    get("checkpoint_activations", c.checkpoint_activations);
     get("dim", c.dim);
     get("hidden", c.hidden);
     get("fgm", c.fgm);
@@ -155,6 +211,7 @@ std::string describe_tricks(const TrainConfig& c) {
     if (!c.amp.empty()) parts.push_back("amp(" + c.amp + ")");
     if (c.accum > 1) parts.push_back("accum(" + num(c.accum) + ")");
     if (c.clip > 0) parts.push_back("clip(" + num(c.clip) + ")");
+    if (c.checkpoint_activations) parts.push_back("checkpoint");
     if (parts.empty()) return "baseline";
     std::string out = parts[0];
     for (size_t i = 1; i < parts.size(); ++i)
@@ -236,12 +293,17 @@ Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string
       data_gen_(config_.seed + kDataSeedOffset) {
     validate(config_);
     MDL_CHECK(data.train.size() > 0, ValueError, "Trainer: no training documents");
-    const ModelConfig mc{.vocab = data.vocab.size(),
-                         .dim = config_.dim,
-                         .hidden = config_.hidden,
-                         .classes = static_cast<int64_t>(data.classes().size())};
+    const ModelConfig mc =
+        model_config(config_, data.vocab.size(), static_cast<int64_t>(data.classes().size()));
+    const bool transformer = mc.kind == ModelKind::Transformer;
+    MDL_CHECK(data.format.bert == transformer, ValueError, "Trainer: the data was prepared for ",
+              data.format.bert ? "the transformer" : "the bag model", ", not for --model ",
+              config_.model);
+    MDL_CHECK(!transformer || data.format.max_len == config_.max_len, ValueError,
+              "Trainer: the data was encoded with max_len ", data.format.max_len,
+              ", not --max-len ", config_.max_len);
     minidl::manual_seed(config_.seed);  // PyTorch's torch.manual_seed(seed); Model(...)
-    model_ = std::make_shared<TextClassifier>(mc);
+    model_ = make_model(mc);
     if (!init_from.empty()) load_weights(*model_, init_from);
     // --distributed on GPUs: rank k of a machine drives its k-th GPU (unless --device cuda:N).
     if (config_.distributed && device_.is_cuda() && config_.device == "cuda")
@@ -264,19 +326,35 @@ Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string
         MDL_CHECK(config_.batch % ddp_->world_size() == 0, ValueError, "--batch ", config_.batch,
                   " must be a multiple of the number of processes, ", ddp_->world_size());
     }
-    optimizer_ = std::make_unique<minidl::optim::Adam>(
-        model_->parameters(), minidl::optim::AdamOptions{.lr = config_.lr});
+    if (transformer) {
+        // Hugging Face's fine-tuning groups: decay everything but biases and LayerNorm weights.
+        std::vector<Tensor> decay, plain;
+        for (const auto& [name, p] : model_->named_parameters())
+            (minidl::nn::takes_weight_decay(name) ? decay : plain).push_back(p);
+        optimizer_ = std::make_unique<minidl::optim::AdamW>(
+            std::vector<minidl::optim::ParamGroupOptions>{
+                {decay, std::nullopt, config_.weight_decay}, {plain, std::nullopt, 0.0}},
+            minidl::optim::AdamWOptions{.lr = config_.lr, .weight_decay = config_.weight_decay});
+    } else {
+        optimizer_ = std::make_unique<minidl::optim::Adam>(
+            model_->parameters(), minidl::optim::AdamOptions{.lr = config_.lr});
+    }
+    // The adversarial tricks' target table: the write-up's `word_embeddings` for the
+    // transformer (not its position and token-type tables), the bag's `embedding`.
+    const tricks::ParamFilter table{.contains = transformer ? "word_embeddings" : "embedding"};
     using minidl::nn::Module;
     if (config_.fgm > 0)
         fgm_ = make_attack<tricks::FGM>(dp_.get(), *model_, [&](Module& m) {
-            return std::make_unique<tricks::FGM>(m, tricks::FGMOptions{.epsilon = config_.fgm});
+            return std::make_unique<tricks::FGM>(
+                m, tricks::FGMOptions{.epsilon = config_.fgm, .filter = table});
         });
     if (config_.pgd)
         pgd_ = make_attack<tricks::PGD>(dp_.get(), *model_, [&](Module& m) {
             return std::make_unique<tricks::PGD>(
                 m, tricks::PGDOptions{.epsilon = config_.pgd_eps,
                                       .alpha = config_.pgd_alpha,
-                                      .steps = static_cast<int>(config_.pgd_steps)});
+                                      .steps = static_cast<int>(config_.pgd_steps),
+                                      .filter = table});
         });
     if (config_.freelb)
         freelb_ = make_attack<tricks::FreeLB>(dp_.get(), *model_, [&](Module& m) {
@@ -284,13 +362,19 @@ Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string
             // + r; with one seed, equal shards would get equal delta_0), and each generator is
             // part of the checkpoint.
             const auto r = static_cast<uint64_t>(freelb_replicas_.size());
-            auto attack = std::make_unique<tricks::FreeLB>(
-                *dynamic_cast<TextClassifier&>(m).embedding,
-                tricks::FreeLBOptions{.steps = static_cast<int>(config_.freelb_steps),
-                                      .adv_lr = config_.freelb_lr,
-                                      .init_mag = config_.freelb_init,
-                                      .max_norm = config_.freelb_max_norm,
-                                      .seed = config_.seed + r});
+            const tricks::FreeLBOptions options{.steps = static_cast<int>(config_.freelb_steps),
+                                                .adv_lr = config_.freelb_lr,
+                                                .init_mag = config_.freelb_init,
+                                                .max_norm = config_.freelb_max_norm,
+                                                .seed = config_.seed + r};
+            // The bag model: per bag, on the mean embedding; the transformer: per token, on
+            // the word embeddings' output.
+            auto attack =
+                transformer
+                    ? std::make_unique<tricks::FreeLB>(
+                          dynamic_cast<TransformerClassifier&>(m).word_embeddings(), options)
+                    : std::make_unique<tricks::FreeLB>(*dynamic_cast<BagClassifier&>(m).embedding,
+                                                       options);
             freelb_replicas_.push_back(attack.get());
             return attack;
         });
@@ -313,10 +397,23 @@ Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string
                                               .anneal_epochs = 1});
     }
     if (config_.amp == "f16") scaler_ = std::make_unique<minidl::amp::GradScaler>();
+    if (transformer) {
+        // T optimizer steps in the whole run (every rank takes the same number), W of warm-up.
+        const int64_t docs = ddp_
+                                 ? (data.train.size() + ddp_->world_size() - 1) / ddp_->world_size()
+                                 : data.train.size();
+        const int64_t per_step = ddp_ ? config_.batch / ddp_->world_size() : config_.batch;
+        const int64_t total = config_.epochs * ((docs + per_step - 1) / per_step);
+        const auto warmup =
+            static_cast<int64_t>(std::floor(config_.warmup * static_cast<double>(total)));
+        schedule_ = std::make_unique<minidl::optim::LinearWarmupDecay>(
+            *optimizer_,
+            minidl::optim::LinearWarmupDecayOptions{.warmup_steps = warmup, .total_steps = total});
+    }
     epoch_gen_state_ = data_gen_.state();
     const int64_t K = mc.classes;
-    test_ = to_doc_tensors(data.test, device_, K);
-    val_ = to_doc_tensors(data.val, device_, K);
+    test_ = to_doc_tensors(data.test, device_, K, transformer);
+    val_ = to_doc_tensors(data.val, device_, K, transformer);
 }
 
 Trainer::~Trainer() = default;
@@ -338,9 +435,8 @@ std::shared_ptr<TextClassifier> Trainer::evaluation_model() {
                 std::vector<int64_t> rows;
                 for (int64_t r = b; r < std::min(data_->train.size(), b + config_.eval_batch); ++r)
                     rows.push_back(r);
-                gather_batch(data_->train, rows, device_, mb);
-                const ModelBatch::Slice s = mb.slice(0, mb.size);
-                avg.forward(s.ids, s.offsets);
+                gather_batch(data_->train, rows, device_, mb, data_->format.bert);
+                avg.forward(mb.slice(0, mb.size));
             }
         });
         return minidl::nn::clone(avg);
@@ -399,15 +495,15 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
     ModelBatch mb;
     auto loss_fn = [&](int64_t begin, int64_t end) {
         const ModelBatch::Slice s = mb.slice(begin, end);
-        Tensor loss = minidl::cross_entropy(model_->forward(s.ids, s.offsets), s.labels);
+        Tensor loss = minidl::cross_entropy(model_->forward(s), s.labels);
         return hooks.map_loss ? hooks.map_loss(loss) : loss;
     };
     // --replicas: replica r's forward on its samples, called from its own thread.
     auto replica_loss_fn = [&](int r, int64_t begin, int64_t end) {
         const ModelBatch::Slice s = mb.slice(begin, end);
         const Device d = dp_->device(r);
-        Tensor loss = minidl::cross_entropy(
-            dp_->replica<TextClassifier>(r).forward(s.ids.to(d), s.offsets.to(d)), s.labels.to(d));
+        Tensor loss =
+            minidl::cross_entropy(dp_->replica<TextClassifier>(r).forward(s.to(d)), s.labels.to(d));
         return hooks.map_loss ? hooks.map_loss(loss) : loss;
     };
     auto t0 = std::chrono::steady_clock::now();
@@ -419,7 +515,8 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
         const int64_t start = batch_ * batch;
         const int64_t len = std::min(batch, N - start);
         const minidl::cuda::HostSyncScope syncs;  // the CPU's waits for the GPU in this step
-        gather_batch(train, std::span<const int64_t>(order).subspan(start, len), device_, mb);
+        gather_batch(train, std::span<const int64_t>(order).subspan(start, len), device_, mb,
+                     data_->format.bert);
         tricks::StepResult r;
         std::string nonfinite;  // what was not finite ("" when all was)
         if (scaler_) {          // the scaler skips non-finite steps itself
@@ -445,6 +542,9 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
                 if (dp_) dp_->sync_replicas();  // the replicas take the primary's new weights
             }
         }
+        // The warm-up schedule follows the optimizer steps until SWALR takes over the lr.
+        if (schedule_ && nonfinite.empty() && !(swa_ && epoch_ >= config_.swa_start))
+            schedule_->step();
         ++global_step_;
         ++epoch_steps_;
         step_host_syncs_ += syncs.count();
@@ -550,6 +650,7 @@ StateDict Trainer::state_dict() const {
         sd.merge(swa_lr_->state_dict(), "swa_lr.");
     }
     if (scaler_) sd.merge(scaler_->state_dict(), "scaler.");
+    if (schedule_) sd.merge(schedule_->state_dict(), "schedule.");
     put_generator(sd, "rng.default", minidl::default_generator().state());
     put_generator(sd, "rng.data", data_gen_.state());
     put_generator(sd, "rng.epoch", epoch_gen_state_);
@@ -608,6 +709,7 @@ void Trainer::load_state_dict(const StateDict& sd) {
         swa_lr_->load_state_dict(sd.sub("swa_lr."));
     }
     if (scaler_) scaler_->load_state_dict(sd.sub("scaler."));
+    if (schedule_) schedule_->load_state_dict(sd.sub("schedule."));
     minidl::default_generator().set_state(get_generator(sd, "rng.default"));
     data_gen_.set_state(get_generator(sd, "rng.data"));
     epoch_gen_state_ = get_generator(sd, "rng.epoch");

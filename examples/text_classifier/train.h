@@ -6,12 +6,20 @@
 //                                                       the epoch's "data position")
 //   for each batch of `batch` documents in that order:
 //       train_step: zero_grad; K micro-batches (--accum) weighted n_j / N, each
-//                   { autocast } loss = CE(model(ids, offsets), labels); backward (scaled)
+//                   { autocast } loss = CE(model(batch), labels); backward (scaled)
 //                   + the adversarial pass of FGM / PGD / FreeLB / AWP; clip; step (or skip on
 //                   an AMP overflow); EMA update          (the order is tricks/train_step.h's)
 //   if e >= swa_start: SWA average <- the weights (AveragedModel bound to the optimizer);
 //                      SWALR anneals the lr to swa_lr over one epoch, then holds it
 //   evaluate the evaluation weights on the test (and val) documents; checkpoint
+// The bag model trains with Adam at a constant lr. The transformer (--model transformer) trains
+// as BERT is fine-tuned: AdamW with weight decay on every parameter but biases and LayerNorm
+// weights (two parameter groups, Hugging Face's rule, nn::takes_weight_decay), the lr warmed up
+// linearly from 0 over the first W = floor(warmup * T) of the run's T optimizer steps and decayed
+// linearly towards 0 after (Hugging Face's get_linear_schedule_with_warmup: the first step runs
+// at lr 0), stepped after every optimizer step (AMP-skipped ones too, as Hugging Face's loop;
+// not after a batch --on-nonfinite skip leaves out); with --swa-start, SWALR takes the lr over
+// after that epoch.
 // The evaluation weights are the SWA average once it has one, else the EMA shadow, else the
 // live weights (SWA wins when both are on). update_bn is called on the average as the SWA recipe
 // says; without BatchNorm it changes nothing.
@@ -52,6 +60,7 @@
 namespace minidl::optim {
 class Adam;
 class LRScheduler;
+class LinearWarmupDecay;
 }  // namespace minidl::optim
 namespace minidl::amp {
 class GradScaler;
@@ -76,8 +85,14 @@ struct TrainConfig {
     int64_t batch = 32;  // the effective batch: samples per optimizer step
     double lr = 1e-3;    // Adam
     uint64_t seed = 0;
-    std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
-    int64_t dim = 64, hidden = 64;
+    std::string device = "cpu";     // "cpu", "cuda", "cuda:N"
+    std::string model = "bag";      // "bag" or "transformer" (model.h)
+    int64_t dim = 64, hidden = 64;  // bag: embedding and MLP widths; transformer: hidden (128)
+    // Transformer only (BERT-Tiny's shape; the [CLS] ... [SEP] cap; AdamW and its schedule;
+    // activation checkpointing of every encoder layer, tricks/checkpoint.h).
+    int64_t layers = 2, heads = 2, intermediate = 512, max_len = 128;
+    double warmup = 0.1, weight_decay = 0.01;
+    bool checkpoint_activations = false;
     // Adversarial training (at most one): FGM epsilon (0 = off), PGD, FreeLB, AWP.
     double fgm = 0.0;
     bool pgd = false;
@@ -111,6 +126,10 @@ struct TrainConfig {
 
 // Throws ValueError naming the flag for an impossible combination or value.
 void validate(const TrainConfig& config);
+// The model's kind and shape (vocabulary and classes from the data).
+ModelConfig model_config(const TrainConfig& config, int64_t vocab, int64_t classes);
+// The input format the config's model reads.
+InputFormat input_format(const TrainConfig& config);
 nlohmann::json to_json(const TrainConfig& config);
 TrainConfig train_config_from_json(const nlohmann::json& j);
 // "baseline", or the tricks joined by '+': "fgm(eps=1)+ema(0.999)".
@@ -191,7 +210,8 @@ class Trainer {
     const PreparedData* data_;
     minidl::Device device_;
     std::shared_ptr<TextClassifier> model_;
-    std::unique_ptr<minidl::optim::Adam> optimizer_;
+    std::unique_ptr<minidl::optim::Adam> optimizer_;              // AdamW for the transformer
+    std::unique_ptr<minidl::optim::LinearWarmupDecay> schedule_;  // the transformer's
     // Data parallelism (null unless --replicas N > 1 / --distributed).
     std::unique_ptr<minidl::tricks::DataParallel> dp_;
     std::unique_ptr<minidl::tricks::DistributedDataParallel> ddp_;

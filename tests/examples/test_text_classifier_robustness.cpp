@@ -88,7 +88,8 @@ TEST_CASE("examples/text_classifier: the attack with epsilon 0 is the clean mode
     CHECK(acc[0].second == evaluate(model, test_docs()).accuracy);
     // The attack pushes the loss up: epsilon 2 loses accuracy or at least costs loss.
     CHECK(acc[1].second <= acc[0].second);
-    CHECK_FALSE(model.embedding->has_output_hook());  // removed afterwards
+    CHECK_FALSE(
+        dynamic_cast<BagClassifier&>(model).embedding->has_output_hook());  // removed afterwards
 }
 
 TEST_CASE("examples/text_classifier: the bag shift equals a normalised step on the tokens") {
@@ -111,7 +112,8 @@ TEST_CASE("examples/text_classifier: the bag shift equals a normalised step on t
     const std::vector<double> eps_list = {eps};
     const Tensor via_hook = attack_logits(model, docs, eps_list)[0];
 
-    std::shared_ptr<TextClassifier> copy = minidl::nn::clone(model);
+    auto copy = std::dynamic_pointer_cast<BagClassifier>(model.clone());
+    REQUIRE(copy != nullptr);
     copy->zero_grad();
     minidl::cross_entropy(copy->forward(tids, offsets), label,
                           {.reduction = minidl::Reduction::Sum})
@@ -148,7 +150,8 @@ TEST_CASE("examples/text_classifier: one-character edits") {
         CHECK(edit_token("x", gen) != "x");
 }
 
-TEST_CASE("examples/text_classifier: noise with p 0 is the clean test set and p 1 edits every token") {
+TEST_CASE(
+    "examples/text_classifier: noise with p 0 is the clean test set and p 1 edits every token") {
     const PreparedData& data = sample_data();
     const std::vector<int64_t>& labels = data.corpus->data.labels;
     const EncodedDocs clean =
