@@ -115,12 +115,19 @@ TEST_CASE("examples/text_classifier transformer: the sample's sequences follow t
 
 TEST_CASE("examples/text_classifier transformer: padded batches and their micro-batches") {
     const PreparedData& t = transformer_data();
-    const std::vector<int64_t> rows = {4, 0, 7};
+    // The shortest document between two others, so that the batch has padding.
+    int64_t shortest = 0;
+    for (int64_t r = 1; r < t.train.size(); ++r)
+        if (t.train.offsets[r + 1] - t.train.offsets[r] <
+            t.train.offsets[shortest + 1] - t.train.offsets[shortest])
+            shortest = r;
+    const std::vector<int64_t> rows = {shortest == 4 ? 5 : 4, shortest, shortest == 7 ? 8 : 7};
     ModelBatch mb;
     gather_batch(t.train, rows, minidl::Device::cpu(), mb, /*padded=*/true);
     int64_t longest = 0;
     for (int64_t r : rows)
         longest = std::max(longest, t.train.offsets[r + 1] - t.train.offsets[r]);
+    REQUIRE(t.train.offsets[shortest + 1] - t.train.offsets[shortest] < longest);
     REQUIRE(mb.ids.shape() == minidl::Shape{3, longest});
     REQUIRE(mb.mask.shape() == minidl::Shape{3, longest});
     const auto ids = mb.ids.to_vector<int64_t>(), mask = mb.mask.to_vector<int64_t>();
