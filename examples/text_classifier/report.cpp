@@ -68,6 +68,7 @@ CompareResult run_compare(const CompareOptions& o, std::ostream& log) {
     res.tricks = o.tricks.empty() ? parse_trick_list("all") : o.tricks;
     res.seeds = o.seeds;
     res.epochs = o.base.epochs;
+    res.model = o.base.model;
     res.epsilons = o.robust.epsilons;
     res.noise = o.robust.noise;
     res.sigma = o.robust.sigma;
@@ -268,7 +269,8 @@ std::string report_table(const CompareResult& r) {
 
 std::string report_caption(const CompareResult& r) {
     std::ostringstream os;
-    os << r.seeds << (r.seeds == 1 ? " seed" : " seeds") << ", " << r.epochs << " epochs; ";
+    os << (r.model == "transformer" ? "Transformer (BERT-Tiny), " : "Bag of embeddings, ")
+       << r.seeds << (r.seeds == 1 ? " seed" : " seeds") << ", " << r.epochs << " epochs; ";
     bool first = true;
     for (const auto& split : r.splits) {
         const json& d = r.data[split];

@@ -69,6 +69,7 @@ struct CompareResult {
     std::vector<std::string> tricks;  // in table order
     std::vector<std::string> splits;
     int64_t seeds = 0, epochs = 0;
+    std::string model = "bag";  // --model
     std::vector<double> epsilons, noise;
     double sigma = 0;
     nlohmann::json data;  // per split: train/test docs, vocabulary, source
