@@ -16,6 +16,33 @@ void check_options(const FreeLBOptions& o) {
     MDL_CHECK(o.adv_lr >= 0 && o.init_mag >= 0 && o.max_norm >= 0, ValueError,
               "FreeLB: adv_lr, init_mag and max_norm must be non-negative");
 }
+
+// The token mask's shape against the embedding output's: [B, T] of [B, T, C].
+void check_token_mask(const Tensor& mask, const Tensor& out) {
+    const Shape& s = out.shape();
+    const bool ok = s.size() == 3 && mask.shape() == Shape({s[0], s[1]});
+    MDL_CHECK(ok, ShapeError, "FreeLB: set_token_mask's mask has shape ", shape_str(mask.shape()),
+              ", but the embedding output is ", shape_str(s),
+              s.size() == 3 ? ": expected " + shape_str({s[0], s[1]}) + ", its [B, T]"
+                            : ": a token mask needs the output [B, T, C]");
+}
+
+// delta_0 = u * m * init_mag / sqrt(max(L_b * C, 1)) with L_b = sum_t m[b, t] (see freelb.h). The
+// scale is computed in double and rounded once to the arithmetic type of `out`, and the product
+// runs in that type, as u.mul_(init_mag / sqrt(d)) does: a mask of ones gives the unmasked delta_0
+// bit for bit.
+Tensor masked_initial_delta(const Tensor& u, const Tensor& mask, const Tensor& out,
+                            double init_mag) {
+    const int64_t B = out.shape()[0], T = out.shape()[1], C = out.shape()[2];
+    const Tensor m = mask.to(out.device());
+    const Tensor dims = sum(m.to(DType::F64), 1, /*keepdim=*/true) * static_cast<double>(C);
+    const Tensor scale =
+        rdiv(init_mag, sqrt(maximum(dims, Tensor::full({}, 1.0, DType::F64, out.device()))));
+    const DType acc = out.dtype() == DType::F64 ? DType::F64 : DType::F32;
+    return ((u * m.to(out.dtype()).view({B, T, 1})) * scale.to(acc).view({B, 1, 1}))
+        .to(out.dtype());
+}
+
 }  // namespace
 
 Tensor per_example_norm(const Tensor& x, double floor) {
@@ -30,15 +57,26 @@ Tensor per_example_norm(const Tensor& x, double floor) {
 FreeLB::FreeLB(nn::EmbeddingBag& layer, FreeLBOptions options)
     : set_hook_([&layer](auto h) { layer.set_output_hook(std::move(h)); }),
       options_(options),
-      generator_(options.seed) {
+      generator_(options.seed),
+      per_token_(false) {
     check_options(options_);
 }
 
 FreeLB::FreeLB(nn::Embedding& layer, FreeLBOptions options)
     : set_hook_([&layer](auto h) { layer.set_output_hook(std::move(h)); }),
       options_(options),
-      generator_(options.seed) {
+      generator_(options.seed),
+      per_token_(true) {
     check_options(options_);
+}
+
+void FreeLB::set_token_mask(Tensor mask) {
+    MDL_CHECK(
+        !mask.defined() || per_token_, ValueError, "FreeLB: set_token_mask's mask (shape ",
+        shape_str(mask.defined() ? mask.shape() : Shape{}),
+        ") needs the per-token form (nn::Embedding, delta [B, T, C]); this FreeLB perturbs an "
+        "nn::EmbeddingBag's output, one delta [B, C] per bag, which has no tokens to mask");
+    token_mask_ = std::move(mask);
 }
 
 AttackResult FreeLB::run(const std::function<Tensor()>& forward_loss,
@@ -49,6 +87,7 @@ AttackResult FreeLB::run(const std::function<Tensor()>& forward_loss,
     set_hook_([&](const Tensor& out) {
         if (!delta.defined()) {
             NoGradGuard no_grad;
+            if (token_mask_.defined()) check_token_mask(token_mask_, out);
             if (initial_delta_.defined()) {
                 MDL_CHECK(initial_delta_.shape() == out.shape(), ShapeError,
                           "FreeLB: set_initial_delta's shape ", shape_str(initial_delta_.shape()),
@@ -56,11 +95,25 @@ AttackResult FreeLB::run(const std::function<Tensor()>& forward_loss,
                 delta = initial_delta_.to(out.device()).to(out.dtype()).clone();
                 initial_delta_ = Tensor();
             } else {
-                const double d =
-                    static_cast<double>(out.numel() / std::max<int64_t>(out.shape()[0], 1));
-                delta =
-                    Tensor::rand(out.shape(), &generator_, out.dtype(), out.device(), -1.0, 1.0);
-                delta.mul_(options_.init_mag / std::sqrt(std::max(d, 1.0)));
+                Tensor u;
+                if (initial_draw_.defined()) {
+                    MDL_CHECK(initial_draw_.shape() == out.shape(), ShapeError,
+                              "FreeLB: set_initial_draw's shape ", shape_str(initial_draw_.shape()),
+                              " differs from the embedding output's ", shape_str(out.shape()));
+                    u = initial_draw_.to(out.device()).to(out.dtype()).clone();
+                    initial_draw_ = Tensor();
+                } else {
+                    u = Tensor::rand(out.shape(), &generator_, out.dtype(), out.device(), -1.0,
+                                     1.0);
+                }
+                if (token_mask_.defined()) {
+                    delta = masked_initial_delta(u, token_mask_, out, options_.init_mag);
+                } else {
+                    const double d =
+                        static_cast<double>(out.numel() / std::max<int64_t>(out.shape()[0], 1));
+                    delta = u;
+                    delta.mul_(options_.init_mag / std::sqrt(std::max(d, 1.0)));
+                }
             }
             delta.set_requires_grad(true);
         }
