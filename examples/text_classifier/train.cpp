@@ -268,6 +268,8 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
     ModelBatch mb;
     auto loss_fn = [&](int64_t begin, int64_t end) {
         const ModelBatch::Slice s = mb.slice(begin, end);
+        // FreeLB on the transformer: delta_0 zero at padding, scaled by the real length.
+        if (freelb_ && s.mask.defined()) freelb_->set_token_mask(s.mask);
         Tensor loss = minidl::cross_entropy(model_->forward(s), s.labels);
         return hooks.map_loss ? hooks.map_loss(loss) : loss;
     };
@@ -275,6 +277,8 @@ void Trainer::run_epoch(const TrainHooks& hooks, bool& stopped) {
     auto replica_loss_fn = [&](int r, int64_t begin, int64_t end) {
         const ModelBatch::Slice s = mb.slice(begin, end);
         const Device d = dp_->device(r);
+        if (!freelb_replicas_.empty() && s.mask.defined())
+            freelb_replicas_[static_cast<size_t>(r)]->set_token_mask(s.mask.to(d));
         Tensor loss =
             minidl::cross_entropy(dp_->replica<TextClassifier>(r).forward(s.to(d)), s.labels.to(d));
         return hooks.map_loss ? hooks.map_loss(loss) : loss;

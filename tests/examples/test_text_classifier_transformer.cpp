@@ -21,6 +21,7 @@
 #include "optim/lr_scheduler.h"
 #include "tests/examples/test_text_classifier_support.h"
 #include "tests/support/compare.h"
+#include "tricks/freelb.h"
 
 using namespace textclf;
 using minidl::Tensor;
@@ -152,47 +153,66 @@ TEST_CASE("examples/text_classifier transformer: the trainer is the fine-tuning 
     // The recipe written out with nn::BertForSequenceClassification (its names, init and
     // gradients: tests/nn/test_bert.cpp against PyTorch), AdamW with Hugging Face's two groups,
     // the warm-up schedule from lr 0 and clipping (tests/nn/test_bert_training.cpp against
-    // PyTorch), on the trainer's batches in its order. One epoch, dropout on: every weight
-    // bitwise.
-    const PreparedData& data = transformer_data();
-    TrainConfig c = transformer_run("").train;
-    c.epochs = 1;
-    c.warmup = 0.5;  // 6 steps: 3 of warm-up, the first at lr 0
-    Trainer trainer(c, data);
-    REQUIRE(trainer.run());
+    // PyTorch), on the trainer's batches in its order; and with FreeLB on the word embeddings'
+    // output, each batch's token mask given (tests/tricks/test_freelb.cpp against the authors'
+    // loop). One epoch, dropout on: every weight bitwise.
+    for (const bool with_freelb : {false, true}) {
+        CAPTURE(with_freelb);
+        const PreparedData& data = transformer_data();
+        TrainConfig c = transformer_run("").train;
+        c.epochs = 1;
+        c.warmup = 0.5;  // 6 steps: 3 of warm-up, the first at lr 0
+        c.freelb = with_freelb;
+        Trainer trainer(c, data);
+        REQUIRE(trainer.run());
 
-    const ModelConfig mc = model_config(c, data.vocab.size(), 2);
-    minidl::manual_seed(c.seed);
-    minidl::nn::BertForSequenceClassification model(mc.bert());
-    std::vector<Tensor> decay, plain;
-    for (const auto& [name, p] : model.named_parameters())
-        (minidl::nn::takes_weight_decay(name) ? decay : plain).push_back(p);
-    minidl::optim::AdamW opt({{decay, std::nullopt, c.weight_decay}, {plain, std::nullopt, 0.0}},
-                             {.lr = c.lr, .weight_decay = c.weight_decay});
-    minidl::optim::LinearWarmupDecay schedule(opt, {.warmup_steps = 3, .total_steps = 6});
-    CHECK(opt.param_groups()[0].lr == 0.0);
-    minidl::Generator order_gen(c.seed + kDataSeedOffset);
-    const std::vector<int64_t> order = order_gen.randperm(data.train.size());
-    model.train();
-    for (int64_t start = 0; start < data.train.size(); start += c.batch) {
-        const int64_t len = std::min(c.batch, data.train.size() - start);
-        ModelBatch mb;
-        gather_batch(data.train, std::span<const int64_t>(order).subspan(start, len),
-                     minidl::Device::cpu(), mb, true);
-        opt.zero_grad();
-        minidl::cross_entropy(model.forward(mb.ids, mb.mask), mb.labels).backward();
-        minidl::optim::clip_grad_norm(opt.parameters(), c.clip);
-        opt.step();
-        schedule.step();
+        const ModelConfig mc = model_config(c, data.vocab.size(), 2);
+        minidl::manual_seed(c.seed);
+        minidl::nn::BertForSequenceClassification model(mc.bert());
+        std::vector<Tensor> decay, plain;
+        for (const auto& [name, p] : model.named_parameters())
+            (minidl::nn::takes_weight_decay(name) ? decay : plain).push_back(p);
+        minidl::optim::AdamW opt(
+            {{decay, std::nullopt, c.weight_decay}, {plain, std::nullopt, 0.0}},
+            {.lr = c.lr, .weight_decay = c.weight_decay});
+        minidl::optim::LinearWarmupDecay schedule(opt, {.warmup_steps = 3, .total_steps = 6});
+        CHECK(opt.param_groups()[0].lr == 0.0);
+        minidl::tricks::FreeLB freelb(*model.bert->embeddings->word_embeddings,
+                                      {.steps = static_cast<int>(c.freelb_steps),
+                                       .adv_lr = c.freelb_lr,
+                                       .init_mag = c.freelb_init,
+                                       .seed = c.seed});
+        minidl::Generator order_gen(c.seed + kDataSeedOffset);
+        const std::vector<int64_t> order = order_gen.randperm(data.train.size());
+        model.train();
+        for (int64_t start = 0; start < data.train.size(); start += c.batch) {
+            const int64_t len = std::min(c.batch, data.train.size() - start);
+            ModelBatch mb;
+            gather_batch(data.train, std::span<const int64_t>(order).subspan(start, len),
+                         minidl::Device::cpu(), mb, true);
+            opt.zero_grad();
+            auto loss = [&] {
+                return minidl::cross_entropy(model.forward(mb.ids, mb.mask), mb.labels);
+            };
+            if (with_freelb) {
+                freelb.set_token_mask(mb.mask);
+                freelb.run(loss, [](const Tensor& l) { l.backward(); });
+            } else {
+                loss().backward();
+            }
+            minidl::optim::clip_grad_norm(opt.parameters(), c.clip);
+            opt.step();
+            schedule.step();
+        }
+        const auto ours = trainer.model().named_parameters(), theirs = model.named_parameters();
+        REQUIRE(ours.size() == theirs.size());
+        for (size_t i = 0; i < ours.size(); ++i) {
+            CAPTURE(ours[i].first);
+            REQUIRE(ours[i].first == theirs[i].first);
+            CHECK(minidl::test::bitwise_equal(ours[i].second, theirs[i].second));
+        }
+        CHECK(trainer.history().at(0).lr == opt.param_groups()[0].lr);
     }
-    const auto ours = trainer.model().named_parameters(), theirs = model.named_parameters();
-    REQUIRE(ours.size() == theirs.size());
-    for (size_t i = 0; i < ours.size(); ++i) {
-        CAPTURE(ours[i].first);
-        REQUIRE(ours[i].first == theirs[i].first);
-        CHECK(minidl::test::bitwise_equal(ours[i].second, theirs[i].second));
-    }
-    CHECK(trainer.history().at(0).lr == opt.param_groups()[0].lr);
 }
 
 TEST_CASE("examples/text_classifier transformer: checkpointed activations train bitwise alike") {
