@@ -87,7 +87,7 @@ void add_common(CLI::App& app, TrainConfig& t, DataConfig& d, std::string& data_
 
 // The transformer's defaults where they differ from the bag model's (`--help` states both), and
 // the bag model's flags refused for it.
-void apply_model_defaults(CLI::App& app, TrainConfig& t) {
+void apply_model_defaults(CLI::App& app, TrainConfig& t, RobustnessOptions& robust) {
     if (t.model != "transformer") return;
     auto given = [&](const char* flag) {
         const CLI::Option* o = app.get_option_no_throw(flag);
@@ -98,6 +98,10 @@ void apply_model_defaults(CLI::App& app, TrainConfig& t) {
             "--dim belongs to the bag model; the transformer's width is --hidden");
     if (!given("--hidden")) t.hidden = 128;
     if (!given("--clip")) t.clip = 1.0;
+    // Evaluation in batches of 64 (as bench/torch_transformer_classifier.py): a batch of 512
+    // would hold [512, 128, 512] feed-forward activations, 128 MiB each, for no speed gain.
+    t.eval_batch = 64;
+    robust.batch = 64;
 }
 
 void print_human_summary(const json& s, const std::string& out) {
@@ -320,7 +324,7 @@ int main(int argc, char** argv) {
         if (predict->parsed()) return run_predict(model_dir, files, lines, predict_json, logits);
 
         if (compare->parsed()) {
-            apply_model_defaults(*compare, co.base);
+            apply_model_defaults(*compare, co.base, co.robust);
             if (!cmp_data_dir.empty()) co.data.data_dir = cmp_data_dir;
             co.tricks = parse_trick_list(tricks);
             co.splits.clear();
@@ -343,7 +347,7 @@ int main(int argc, char** argv) {
             return r.interrupted ? 130 : 0;
         }
 
-        apply_model_defaults(app, t);
+        apply_model_defaults(app, t, ro.robust);
         if (!data_dir.empty()) ro.data.data_dir = data_dir;
         ro.data.split = parse_split_kind(split);
         if (swa_lr >= 0) t.swa_lr = swa_lr;
