@@ -64,7 +64,9 @@ void add_common(CLI::App& app, TrainConfig& t, DataConfig& d, std::string& data_
     app.add_option("--epochs", t.epochs, "training epochs")->capture_default_str();
     app.add_option("--batch", t.batch, "samples per optimizer step (the effective batch)")
         ->capture_default_str();
-    app.add_option("--lr", t.lr, "Adam learning rate")->capture_default_str();
+    app.add_option("--lr", t.lr,
+                   "learning rate (Adam; the transformer: AdamW, peak of the schedule)")
+        ->capture_default_str();
     app.add_option("--seed", t.seed, "seed of the initialisation and the data order")
         ->capture_default_str();
     app.add_option("--threads", threads, "CPU threads (0: all cores)")

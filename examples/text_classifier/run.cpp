@@ -292,8 +292,8 @@ Predictor::Predictor(const std::string& model_dir) {
         mc = infer_model_config(weights);
     }
     MDL_CHECK(mc.vocab == vocab_.size() && mc.classes == static_cast<int64_t>(classes_.size()),
-              minidl::FormatError, "predict: ", model_dir, ": the model has vocabulary ", mc.vocab,
-              " and ", mc.classes, " classes, but vocab.txt has ", vocab_.size(),
+              minidl::FormatError, "predict: ", model_dir, ": model.safetensors has vocabulary ",
+              mc.vocab, " and ", mc.classes, " classes, but vocab.txt has ", vocab_.size(),
               " entries and run.json ", classes_.size(), " classes");
     minidl::nn::init::SkipRandomInitGuard no_draws;  // the weights are loaded next
     model_ = make_model(mc);

@@ -365,7 +365,7 @@ Vocab Vocab::load(const std::string& path) {
     };
     MDL_CHECK(starts_with(bag_specials()) || starts_with(bert_specials()), FormatError,
               "Vocab::load: ", path,
-              ": must start with the lines <pad>, <unk> (bag model) or [PAD], [UNK], [CLS], "
+              ": must start with the lines <pad> and <unk> (bag model) or [PAD], [UNK], [CLS], "
               "[SEP], [MASK] (transformer)");
     try {
         return Vocab(std::move(tokens));

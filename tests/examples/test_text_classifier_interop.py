@@ -46,6 +46,20 @@ def read_safetensors(path):
     return out, meta
 
 
+def write_messages(sample, work):
+    """The sample's messages (JSONL) and one file per message under work/docs, for predict."""
+    docs = [json.loads(line) for line in open(sample, encoding="utf-8") if line.strip()]
+    doc_dir = os.path.join(work, "docs")
+    os.makedirs(doc_dir)
+    paths = []
+    for i, d in enumerate(docs):
+        path = os.path.join(doc_dir, "%04d.eml" % i)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(d["text"])
+        paths.append(path)
+    return docs, paths
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--binary", required=True)
@@ -90,15 +104,7 @@ def main():
     model.eval()
 
     # Every sample message, one file each, through `text_classifier predict`.
-    docs = [json.loads(line) for line in open(a.sample, encoding="utf-8") if line.strip()]
-    doc_dir = os.path.join(a.work, "docs")
-    os.makedirs(doc_dir)
-    paths = []
-    for i, d in enumerate(docs):
-        path = os.path.join(doc_dir, "%04d.eml" % i)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(d["text"])
-        paths.append(path)
+    docs, paths = write_messages(a.sample, a.work)
     out = subprocess.run([a.binary, "predict", "--model", model_dir, "--json", "--logits"] + paths,
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     ours = [json.loads(line) for line in out.splitlines() if line.strip()]

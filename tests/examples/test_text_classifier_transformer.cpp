@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "examples/text_classifier/evaluate.h"
 #include "examples/text_classifier/io.h"
+#include "examples/text_classifier/report.h"
 #include "examples/text_classifier/train.h"
 #include "nn/bert.h"
 #include "ops/loss.h"
@@ -344,4 +346,28 @@ TEST_CASE("examples/text_classifier transformer: bad settings fail naming the fl
     c.max_len = 32;
     CHECK_THROWS_WITH_AS(Trainer(c, transformer_data()), doctest::Contains("--max-len"),
                          minidl::ValueError);
+}
+
+TEST_CASE("examples/text_classifier transformer: compare runs it with the robustness report") {
+    TempDir dir;
+    CompareOptions o;
+    o.base = transformer_run("", 1).train;
+    o.data = textclf::test::sample_config();
+    o.seeds = 1;
+    o.tricks = {"baseline", "freelb"};
+    o.splits = {SplitKind::Random};
+    o.robust.draws = 1;
+    o.robust.batch = 64;
+    o.out_dir = dir.sub("cmp");
+    std::ostringstream log;
+    const CompareResult r = run_compare(o, log);
+    write_report(r, o.out_dir);
+    REQUIRE(r.runs.size() == 2);
+    for (const auto& run : r.runs) {
+        CHECK(run.result.summary["model"] == "transformer");
+        CHECK(run.result.summary.contains("attack_accuracy"));
+        // The attack at epsilon 0 is the clean evaluation.
+        CHECK(run.result.summary["attack_accuracy"]["0"] == run.result.summary["test_accuracy"]);
+    }
+    CHECK(read_file(dir.sub("cmp/report.md")).find("Transformer (BERT-Tiny)") != std::string::npos);
 }

@@ -199,15 +199,7 @@ def run_check(command, sample, work):
                   "the [PAD] row of word_embeddings is not 0")
 
     # Every sample message, one file each, through `text_classifier predict`.
-    docs = [json.loads(line) for line in open(sample, encoding="utf-8") if line.strip()]
-    doc_dir = os.path.join(work, "docs")
-    os.makedirs(doc_dir)
-    paths = []
-    for i, d in enumerate(docs):
-        path = os.path.join(doc_dir, "%04d.eml" % i)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(d["text"])
-        paths.append(path)
+    docs, paths = interop.write_messages(sample, work)
     out = subprocess.run(command + ["predict", "--model", model_dir, "--json", "--logits"] + paths,
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     ours = [json.loads(line) for line in out.splitlines() if line.strip()]
