@@ -2,8 +2,9 @@
 // run, in one safetensors file (core/safetensors.h), written atomically.
 //
 // Tensors (all saved from the host, so a checkpoint written on a GPU loads on a CPU):
-//   model.*          the live weights (embedding.weight, fc1.*, fc2.*)
-//   optimizer.*      Adam's moments per parameter (optim/optimizer.h names)
+//   model.*          the live weights (embedding.weight, fc1.*, fc2.*; the transformer's
+//                    Hugging Face names, bert.embeddings.word_embeddings.weight, ...)
+//   optimizer.*      Adam's (the transformer's: AdamW's) moments per parameter
 //   ema.shadow.*     the EMA shadow (--ema)
 //   swa.module.*     the SWA average (--swa-start)
 // Metadata (string -> string):
@@ -15,7 +16,8 @@
 //                    generators (the data position: the epoch's order is redrawn from rng.epoch;
 //                    rng.freelb is replica 0's, rng.freelb.R replica R's under --replicas)
 //   epoch.*, curve.*, history   the current epoch's partial sums and the finished epochs
-//   optimizer.*, ema.*, swa.*, swa_lr.*, scaler.*   each part's counters (exact decimal text)
+//   optimizer.*, ema.*, swa.*, swa_lr.*, scaler.*, schedule.*   each part's counters (exact
+//                    decimal text; schedule: the transformer's warm-up and decay)
 // A reader checks format and version first and refuses other versions with a FormatError.
 #pragma once
 
