@@ -34,7 +34,8 @@ Run with Debian's PyTorch (apt-get install python3-torch libopenblas0-pthread):
       --data .cache/datasets/spam-assassin/data --threads 2 --max-steps 20 --json
 Prints one JSON line. step_ms is the mean over the timed steps: every step after the first
 WARMUP_STEPS (3), each from building its batch to the scheduler's step; samples_per_s is the
-documents of those steps over their time. test_accuracy and test_macro_f1 are null when
+documents of those steps over their time (train_samples_per_s: every step's, over train_s, as
+the bag anchor and text_classifier report it). test_accuracy and test_macro_f1 are null when
 --max-steps stopped the run early. --out DIR writes what text_classifier --out writes
 (model.safetensors under Hugging Face's names, vocab.txt, config.json).
 """
@@ -359,6 +360,7 @@ def main(argv=None):
            "step_ms_median": 1000 * sorted_s[len(sorted_s) // 2] if sorted_s else None,
            "first_step_ms": 1000 * step_s[0] if step_s else None,
            "samples_per_s": timed_n / timed_s if timed_s > 0 else None,
+           "train_samples_per_s": sum(step_n) / t_train if t_train > 0 else None,
            "mean_batch_len": sum(step_len) / max(1, len(step_len)),
            "import_s": T_IMPORTED - T_START, "startup_s": startup_s, "data_s": t_data,
            "train_s": t_train, "epoch_s": epoch_s,
