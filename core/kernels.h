@@ -163,8 +163,9 @@ class Kernels {
     virtual void gemm(const Tensor& a, const Tensor& b, Tensor& c, const GemmArgs& args) = 0;
 
     // ---- attention ------------------------------------------------------------------------
-    // Whether this table has the fused kernels below (the op runs the composite otherwise).
-    virtual bool has_fused_attention() const { return false; }
+    // Whether this table's fused kernels below take this problem (the op runs the composite
+    // otherwise): every problem on the CPU; on CUDA, ops/cuda/attention_plan.h says which.
+    virtual bool has_fused_attention(const AttentionArgs&, DType) const { return false; }
     // out [B, H, Lq, D] (q's dtype) and lse [B, H, Lq] (F64 for F64 q, else F32; -inf for a row
     // with no key), without materialising the [Lq, Lk] scores.
     virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -179,11 +180,11 @@ class Kernels {
     // ---- embeddings and gathers -----------------------------------------------------------
     // out[i, :] = weight[ids[i], :] for weight [V, C], ids [L] (I64, in range), out [L, C].
     virtual void embedding(const Tensor& weight, const Tensor& ids, Tensor& out) = 0;
-    // gweight[ids[i], :] += gy[i, :], skipping ids equal to padding_idx (-1: none). The scatter-adds
-    // (this, embedding_bag_backward, index_add) are deterministic on the CPU (rows summed in the
-    // order of i, whatever the thread count); on CUDA they use atomics (the last bits may vary
-    // run to run) unless core/determinism.h's deterministic mode is on, where ids are sorted and
-    // each row is summed in a fixed order.
+    // gweight[ids[i], :] += gy[i, :], skipping ids equal to padding_idx (-1: none). The
+    // scatter-adds (this, embedding_bag_backward, index_add) are deterministic on the CPU (rows
+    // summed in the order of i, whatever the thread count); on CUDA they use atomics (the last bits
+    // may vary run to run) unless core/determinism.h's deterministic mode is on, where ids are
+    // sorted and each row is summed in a fixed order.
     virtual void embedding_backward(const Tensor& gy, const Tensor& ids, Tensor& gweight,
                                     int64_t padding_idx) = 0;
     // Bag b covers ids[offsets[b] : offsets[b+1]] (the last runs to the end of ids); out [B, C] is

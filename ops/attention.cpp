@@ -95,7 +95,8 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
                  v = autocast::cast_low(v_in);
     Prepared p = prepare(q, k, v, options);
     Kernels& kernels = kernels_for(q.device());
-    if (!kernels.has_fused_attention()) return attention_composite(q, k, v, options);
+    if (!kernels.has_fused_attention(p.args, q.dtype()))
+        return attention_composite(q, k, v, options);
 
     AttentionArgs& args = p.args;
     if (p.dropout_p > 0) {

@@ -29,8 +29,9 @@
 // Shapes: q [B, H, Lq, D], k and v [B, H, Lk, D], key_mask [B, Lk] (1 = attend, 0 = padding,
 // Hugging Face's attention_mask; any dtype), causal needs Lq == Lk. Output [B, H, Lq, D], the
 // dtype of q (F16/BF16 compute in float). Under autocast q, k and v are cast to the low dtype
-// first (PyTorch's autocast list). On CUDA, until its fused kernel lands, the op runs as
-// the composite of matmul, softmax and dropout (it then holds the [B, H, Lq, Lk] scores).
+// first (PyTorch's autocast list). On CUDA the fused kernels (ops/cuda/attention.cu) take F32,
+// F16 and BF16 with D <= 128; anything else (F64, larger heads) runs as the composite of matmul,
+// softmax and dropout, which holds the [B, H, Lq, Lk] scores (ops/cuda/attention_plan.h).
 #pragma once
 
 #include "core/rng.h"

@@ -38,7 +38,7 @@ class CpuKernels final : public Kernels {
                                 const Tensor& row_grad, Tensor& gx, double label_smoothing,
                                 int64_t ignore_index) override;
     void gemm(const Tensor& a, const Tensor& b, Tensor& c, const GemmArgs& args) override;
-    bool has_fused_attention() const override { return true; }
+    bool has_fused_attention(const AttentionArgs&, DType) const override { return true; }
     void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                    Tensor& out, Tensor& lse, const AttentionArgs& args) override;
     void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,

@@ -38,6 +38,13 @@ class CudaKernels final : public Kernels {
                                 const Tensor& row_grad, Tensor& gx, double label_smoothing,
                                 int64_t ignore_index) override;
     void gemm(const Tensor& a, const Tensor& b, Tensor& c, const GemmArgs& args) override;
+    bool has_fused_attention(const AttentionArgs& args, DType dtype) const override;
+    void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                   Tensor& out, Tensor& lse, const AttentionArgs& args) override;
+    void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& key_mask, const Tensor& out, const Tensor& lse,
+                            const Tensor& gout, Tensor& gq, Tensor& gk, Tensor& gv,
+                            const AttentionArgs& args) override;
     void embedding(const Tensor& weight, const Tensor& ids, Tensor& out) override;
     void embedding_backward(const Tensor& gy, const Tensor& ids, Tensor& gweight,
                             int64_t padding_idx) override;
