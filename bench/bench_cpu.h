@@ -4,8 +4,11 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
+#include "core/device.h"
+#include "core/dtype.h"
 
 namespace bench {
 
@@ -28,6 +31,9 @@ std::vector<nlohmann::json> example_step_checks(const std::string& device, int t
 // bench_transformer.cpp: attention forward + backward (fused and composite) at L = 128 and 512;
 // BERT-Tiny's peak allocator bytes with and without activation checkpointing.
 std::vector<nlohmann::json> cpu_attention(int threads, double scale);
+// The same rows on any device and dtype (the GPU's: F32 and BF16, after a synchronisation).
+std::vector<nlohmann::json> attention_rows(minidl::Device device, minidl::DType dtype, int threads,
+                                           double scale);
 nlohmann::json cpu_checkpoint_memory(int threads);
 
 // bench_gpu.cpp: every GPU section (`only` filters as on the CPU: gemm, copy, adam, step).

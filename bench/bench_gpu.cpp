@@ -17,6 +17,9 @@
 //          optimizer: the step is the six GEMMs), in F32 (TF32 off), then under autocast F16 and
 //          BF16 (matmuls on tensor cores, F32 weights and gradients). Reported as ms per step and
 //          the speed-up over F32.
+//   attention  scaled_dot_product_attention forward + backward (bench_transformer.cpp's shapes:
+//          B = 32, 2 heads, D = 64, L = 128 and 512, padded keys masked, dropout 0.1), the fused
+//          kernels (ops/cuda/attention.cu) and the composite, in F32 and BF16.
 // Every call is followed by a device synchronisation inside the timed region (bench_util.h);
 // each section runs for about a second, so the whole GPU run takes a few seconds.
 #include <iostream>
@@ -165,6 +168,10 @@ json run_gpu(const std::string& device_name, const std::string& only, bool quick
         report["adam_large"] = gpu_adam(device, 65536, 1024, "adam_dense_64m", scale);
     }
     if (wants(only, "step")) report["step"] = example_step(device.str(), 0, scale);
+    if (wants(only, "attention"))
+        for (DType dtype : {DType::F32, DType::BF16})
+            for (const json& row : attention_rows(device, dtype, 0, scale))
+                report["attention"].push_back(row);
     if (wants(only, "amp")) {
         report["amp"].push_back(gpu_amp_step(device, "fp32", DType::F32, scale));
         report["amp"].push_back(gpu_amp_step(device, "fp16", DType::F16, scale));

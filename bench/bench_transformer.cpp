@@ -5,13 +5,15 @@
 //                L = 128 and 512; each row's length uniform in [L/2, L] (splitmix64, seed 7: the
 //                same lengths in both frameworks), padded keys masked, dropout 0.1; q, k, v
 //                N(0, 1); the backward of sum(out * upstream). Both the fused op and minidl's
-//                own composite (matmul, softmax, dropout) are timed.
+//                own composite (matmul, softmax, dropout) are timed; on a GPU (bench_gpu.cpp)
+//                in F32 and BF16, each call followed by a device synchronisation.
 //   checkpoint   the peak bytes the allocator held during one BERT-Tiny training forward +
 //                backward (2 layers, hidden 128, 2 heads, intermediate 512, dropout 0.1, vocabulary
 //                30,000) at B = 32 and L = 512, with gradient_checkpointing then without: the
 //                peak counter only grows, so the run with checkpointing goes first and the second
 //                peak is the larger run's. Bytes are above what was in use before the forward
 //                (the weights).
+#include <functional>
 #include <iostream>
 #include <stdexcept>
 
@@ -19,6 +21,8 @@
 #include "bench/bench_util.h"
 #include "core/allocator.h"
 #include "core/autograd.h"
+#include "core/backend.h"
+#include "core/kernels.h"
 #include "nn/bert.h"
 #include "ops/ops.h"
 
@@ -51,14 +55,22 @@ Tensor key_mask(const std::vector<int64_t>& lengths, int64_t L) {
 }  // namespace
 
 std::vector<json> cpu_attention(int threads, double scale) {
+    return attention_rows(minidl::Device::cpu(), DType::F32, threads, scale);
+}
+
+std::vector<json> attention_rows(minidl::Device device, DType dtype, int threads, double scale) {
     constexpr int64_t B = 32, H = 2, D = 64;
+    const bool gpu = !device.is_cpu();
+    const std::function<void()> sync = [device] { minidl::kernels_for(device).synchronize(); };
     std::vector<json> out;
     for (int64_t L : {int64_t{128}, int64_t{512}}) {
         minidl::Generator gen(3);
-        auto leaf = [&] { return Tensor::randn({B, H, L, D}, &gen).set_requires_grad(); };
+        auto leaf = [&] {
+            return Tensor::randn({B, H, L, D}, &gen).to(dtype).to(device).set_requires_grad();
+        };
         Tensor q = leaf(), k = leaf(), v = leaf();
-        const Tensor up = Tensor::randn({B, H, L, D}, &gen);
-        minidl::AttentionOptions o{.key_mask = key_mask(draw_lengths(B, L, 7), L),
+        const Tensor up = Tensor::randn({B, H, L, D}, &gen).to(dtype).to(device);
+        minidl::AttentionOptions o{.key_mask = key_mask(draw_lengths(B, L, 7), L).to(device),
                                    .dropout_p = 0.1};
         for (const bool fused : {true, false}) {
             auto call = [&] {
@@ -68,14 +80,18 @@ std::vector<json> cpu_attention(int threads, double scale) {
                                        : minidl::attention_composite(q, k, v, o);
                 minidl::sum(minidl::mul(y, up)).backward();
             };
-            const Timing t = time_calls(call, 1.0 * scale, 3, 200, 1);
-            out.push_back({{"name", fused ? "fused" : "composite"},
-                           {"threads", threads},
-                           {"L", L},
-                           {"ms", 1e3 * t.median_s},
-                           {"best_ms", 1e3 * t.min_s}});
-            std::cerr << "attention " << (fused ? "fused" : "composite") << " L=" << L
-                      << " threads=" << threads << ": " << 1e3 * t.median_s << " ms\n";
+            const Timing t = gpu ? time_calls(call, 0.5 * scale, 5, 200, 2, sync)
+                                 : time_calls(call, 1.0 * scale, 3, 200, 1);
+            json row = {{"name", fused ? "fused" : "composite"},
+                        {"dtype", std::string(minidl::dtype_name(dtype))},
+                        {"L", L},
+                        {"ms", 1e3 * t.median_s},
+                        {"best_ms", 1e3 * t.min_s}};
+            if (!gpu) row["threads"] = threads;
+            out.push_back(row);
+            std::cerr << "attention " << (fused ? "fused" : "composite") << " "
+                      << minidl::dtype_name(dtype) << " L=" << L << " on " << device.str() << ": "
+                      << 1e3 * t.median_s << " ms\n";
         }
     }
     return out;

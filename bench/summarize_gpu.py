@@ -6,6 +6,8 @@ Reads, from the log folder gpu_check.sh writes (argument 1):
   bench_torch_gpu.json    bench/torch_gpu_bench.py on the same shapes
   clf_cuda_baseline.log   the text classifier's --json line (minidl, --device cuda)
   clf_torch_cuda.log      bench/torch_text_classifier.py --device cuda --json
+  clf_transformer.log     text_classifier --model transformer --epochs 1 --device cuda --json
+  clf_torch_transformer_cuda.log  bench/torch_transformer_classifier.py --device cuda --epochs 1
 and prints one row per figure: minidl, PyTorch, the ratio (> 1: minidl faster), and the issue's
 target where there is one. A missing input prints "n/a" for its rows instead of failing, so that
 a partial run still gets its summary. Standard library only.
@@ -99,6 +101,26 @@ def main():
     a, b = mc.get("train_samples_per_s"), tc.get("train_samples_per_s")
     row("example training samples/s (cuda)", fmt(a, 0), fmt(b, 0), ratio(a, b), ">= 2")
     row("example test accuracy (cuda)", fmt(mc.get("test_accuracy"), 4), fmt(tc.get("test_accuracy"), 4), None)
+
+    # Attention forward + backward: minidl's fused kernels against PyTorch's composite and its
+    # scaled_dot_product_attention (ratio > 1: minidl faster).
+    mt = {(r.get("name"), r.get("dtype"), r.get("L")): r for r in m.get("attention") or []}
+    tt = {(r.get("name"), r.get("dtype"), r.get("L")): r for r in t.get("attention") or []}
+    for dtype in ["F32", "BF16"]:
+        for L in [128, 512]:
+            a = mt.get(("fused", dtype, L), {}).get("ms")
+            for theirs in ["composite", "sdpa"]:
+                b = tt.get((theirs, dtype, L), {}).get("ms")
+                row(f"attention {dtype} L={L} ms vs {theirs}", fmt(a, 3), fmt(b, 3), ratio(b, a))
+            c = mt.get(("composite", dtype, L), {}).get("ms")
+            row(f"  minidl's composite {dtype} L={L} ms", fmt(c, 3), "", None)
+
+    mx = load_json(os.path.join(logs, "clf_transformer.log"))
+    tx = load_json(os.path.join(logs, "clf_torch_transformer_cuda.log"))
+    a, b = mx.get("train_samples_per_s"), tx.get("train_samples_per_s")
+    row("transformer samples/s (cuda)", fmt(a, 0), fmt(b, 0), ratio(a, b))
+    row("transformer accuracy, 1 epoch (cuda)", fmt(mx.get("test_accuracy"), 4),
+        fmt(tx.get("test_accuracy"), 4), None)
 
 
 if __name__ == "__main__":

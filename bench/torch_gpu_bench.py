@@ -13,6 +13,11 @@ the two JSON reports next to each other (bench/summarize_gpu.py):
   step   the example model's step: zero_grad, EmbeddingBag(V, 64, mean) -> Linear(64, 64) ->
          ReLU -> Linear(64, 2), cross-entropy, backward, Adam(lr 1e-3) — on the batch of
          bench_util.h's ExampleBatch (the same splitmix64 ids).
+  attention  forward + backward of attention at bench_transformer.cpp's shapes (B = 32, 2 heads,
+         D = 64, L = 128 and 512, lengths uniform in [L/2, L] from splitmix64 seed 7, padded keys
+         masked, dropout 0.1), fp32 and bf16: the composite (scores, masked fill, softmax,
+         dropout, product with v) and torch.nn.functional.scaled_dot_product_attention (PyTorch
+         >= 2.0; its fused kernels where the mask allows them).
   amp    x [8192, 4096] -> Linear(4096, 4096) -> ReLU -> Linear(4096, 4096) -> mean of squares,
          backward, in fp32 (TF32 off) and under torch.autocast fp16 / bf16.
 
@@ -20,7 +25,7 @@ Timing (bench_util.h's time_calls): warm up, then repeat the call, synchronising
 until min_total_s has passed and at least min_reps calls were made; report the median (and the
 best). Usage:
 
-  python3 bench/torch_gpu_bench.py [--device cuda] [--only gemm,copy,adam,step,amp] [--quick]
+  python3 bench/torch_gpu_bench.py [--device cuda] [--only gemm,copy,adam,step,attention,amp] [--quick]
                                    [--json FILE]
 
 --device cpu --quick runs the same code on small shapes (a check of the script itself).
@@ -28,14 +33,16 @@ best). Usage:
 import argparse
 import contextlib
 import json
+import math
 import statistics
 import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 # The example's shapes, batch and model: the same as the CPU side's (bench_util.h's ExampleBatch).
-from torch_micro import C, V, Model, example_batch
+from torch_micro import C, V, Model, SplitMix64, example_batch
 
 
 def sync(device):
@@ -148,6 +155,42 @@ def amp_step(device, name, low, batch, width, scale):
     return r
 
 
+def attention(device, scale):
+    B, H, D = 32, 2, 64
+    rows = []
+    for dtype_name, dtype in [("F32", torch.float32), ("BF16", torch.bfloat16)]:
+        for L in (128, 512):
+            g = torch.Generator().manual_seed(3)
+            q, k, v = (torch.randn(B, H, L, D, generator=g).to(device, dtype).requires_grad_()
+                       for _ in range(3))
+            up = torch.randn(B, H, L, D, generator=g).to(device, dtype)
+            sm = SplitMix64(7)
+            lengths = torch.tensor([L // 2 + int(sm.uniform() * (L // 2 + 1)) for _ in range(B)])
+            masked = (torch.arange(L)[None, :] >= lengths[:, None])[:, None, None, :].to(device)
+
+            def composite():
+                s = q @ k.transpose(-1, -2) / math.sqrt(D)
+                p = F.dropout(torch.softmax(s.masked_fill(masked, float("-inf")), -1), 0.1)
+                return p @ v
+
+            def sdpa():
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=~masked, dropout_p=0.1)
+
+            kinds = [("composite", composite)]
+            if hasattr(F, "scaled_dot_product_attention"):
+                kinds.append(("sdpa", sdpa))
+            for name, fn in kinds:
+                def call():
+                    for x in (q, k, v):
+                        x.grad = None
+                    (fn() * up).sum().backward()
+                med, best, reps = time_calls(call, device, 0.5 * scale, 5, 200, 2)
+                rows.append({"name": name, "dtype": dtype_name, "L": L, "ms": 1e3 * med,
+                             "best_ms": 1e3 * best, "reps": reps})
+                print(f"attention {name} {dtype_name} L={L}: {1e3 * med:.3f} ms", file=sys.stderr)
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda")
@@ -188,6 +231,8 @@ def main():
                 print(f"adam fused: not available ({e})", file=sys.stderr)
     if wants("step"):
         report["step"] = example_step(device, scale)
+    if wants("attention"):
+        report["attention"] = attention(device, scale)
     if wants("amp"):
         batch, width = (256, 256) if small else (8192, 4096)
         lows = [("fp32", None), ("bf16", torch.bfloat16)]

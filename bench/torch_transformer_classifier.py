@@ -37,7 +37,9 @@ WARMUP_STEPS (3), each from building its batch to the scheduler's step; samples_
 documents of those steps over their time (train_samples_per_s: every step's, over train_s, as
 the bag anchor and text_classifier report it). test_accuracy and test_macro_f1 are null when
 --max-steps stopped the run early. --out DIR writes what text_classifier --out writes
-(model.safetensors under Hugging Face's names, vocab.txt, config.json).
+(model.safetensors under Hugging Face's names, vocab.txt, config.json). --device cuda trains on
+the GPU (scripts/gpu_check.sh), each step ending in torch.cuda.synchronize so that step_ms is the
+step's own time.
 """
 import argparse
 import importlib.util
@@ -236,13 +238,13 @@ def fgm_step(model, loss_fn, eps):
             p.copy_(b)
 
 
-def evaluate(model, rows, labels, batch):
+def evaluate(model, rows, labels, batch, device):
     model.eval()
     preds = []
     with torch.no_grad():
         for b in range(0, len(rows), batch):
             ids, mask = pad_batch(rows[b:b + batch])
-            preds.append(model(ids, mask).argmax(1))
+            preds.append(model(ids.to(device), mask.to(device)).argmax(1).cpu())
     pred = torch.cat(preds)
     return float((pred == labels).float().mean()), bag.macro_f1(pred, labels, len(CLASSES))
 
@@ -270,6 +272,7 @@ def main(argv=None):
     p.add_argument("--out", default="", help="write model.safetensors, vocab.txt, config.json")
     p.add_argument("--save-weights", default="", help="write the state_dict (torch.save)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (each step ends in a synchronize)")
     a = p.parse_args(argv)
     if not 2 <= a.max_len <= MAX_POSITIONS:
         p.error("--max-len must be in [2, %d], got %d" % (MAX_POSITIONS, a.max_len))
@@ -297,6 +300,9 @@ def main(argv=None):
         attention_dropout=BERT_TINY["attention_probs_dropout_prob"],
         layer_norm_eps=BERT_TINY["layer_norm_eps"],
         initializer_range=BERT_TINY["initializer_range"], pad_token_id=PAD)
+    device = torch.device(a.device)
+    model.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     opt = torch.optim.AdamW(torch_bert.adamw_groups(model, a.weight_decay), lr=a.lr,
                             betas=(0.9, 0.999), eps=1e-8)
     steps_per_epoch = math.ceil(len(train) / a.batch)
@@ -317,7 +323,7 @@ def main(argv=None):
             ts = time.perf_counter()
             idx = order[b:b + a.batch]
             ids, mask = pad_batch([tr_x[i] for i in idx])
-            y = tr_y[idx]
+            ids, mask, y = ids.to(device), mask.to(device), tr_y[idx].to(device)
             opt.zero_grad()
             loss = F.cross_entropy(model(ids, mask), y)
             loss.backward()
@@ -326,6 +332,7 @@ def main(argv=None):
             torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
             opt.step()
             sched.step()
+            sync()
             step_s.append(time.perf_counter() - ts)
             step_n.append(len(idx))
             step_len.append(ids.shape[1])
@@ -340,7 +347,7 @@ def main(argv=None):
 
     acc = f1 = None
     if not stopped:
-        acc, f1 = evaluate(model, te_x, te_y, a.eval_batch)
+        acc, f1 = evaluate(model, te_x, te_y, a.eval_batch, device)
     if a.out:
         save_hf_dir(a.out, model, vocab, a.max_len)
     if a.save_weights:
@@ -350,7 +357,7 @@ def main(argv=None):
     timed_s, timed_n = sum(step_s[skip:]), sum(step_n[skip:])
     sorted_s = sorted(step_s[skip:])
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    out = {"framework": "pytorch " + torch.__version__, "model": "transformer",
+    out = {"framework": "pytorch " + torch.__version__, "model": "transformer", "device": a.device,
            "split": a.split, "train_docs": len(train), "test_docs": len(test),
            "vocab": len(vocab), "max_len": a.max_len, "epochs": a.epochs, "batch": a.batch,
            "threads": a.threads, "order": a.order, "fgm": a.fgm, "seed": a.seed,
