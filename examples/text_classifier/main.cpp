@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
     compare
         ->add_option("--tricks", tricks,
                      "comma-separated: baseline,fgm,pgd,freelb,awp,ema,"
-                     "swa,amp,accum (or all)")
+                     "swa,amp,bf16,accum (or all; amp is f16)")
         ->capture_default_str();
     compare->add_option("--splits", splits, "random,temporal or one of them")
         ->capture_default_str();

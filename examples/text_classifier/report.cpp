@@ -34,6 +34,7 @@ std::vector<TrickSpec> compare_tricks(int64_t epochs) {
         {"swa", "--swa-start " + std::to_string(swa_start),
          [swa_start](TrainConfig& c) { c.swa_start = swa_start; }},
         {"amp", "--amp f16", [](TrainConfig& c) { c.amp = "f16"; }},
+        {"bf16", "--amp bf16", [](TrainConfig& c) { c.amp = "bf16"; }},
         {"accum", "--accum 4", [](TrainConfig& c) { c.accum = 4; }},
     };
 }
@@ -50,7 +51,7 @@ std::vector<std::string> parse_trick_list(const std::string& list) {
         if (name.empty()) continue;
         MDL_CHECK(std::find(known.begin(), known.end(), name) != known.end(), minidl::ValueError,
                   "--tricks: unknown trick '", name, "' (known: baseline, fgm, pgd, freelb, awp, ",
-                  "ema, swa, amp, accum, or all)");
+                  "ema, swa, amp, bf16, accum, or all)");
         MDL_CHECK(std::find(out.begin(), out.end(), name) == out.end(), minidl::ValueError,
                   "--tricks: '", name, "' given twice");
         out.push_back(name);

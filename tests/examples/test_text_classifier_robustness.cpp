@@ -223,3 +223,26 @@ TEST_CASE("examples/text_classifier: compare writes the table, the HTML page and
     REQUIRE(t.rows.size() == 3);
     CHECK(t.rows[0].back().rfind("1.00", 0) == 0);
 }
+
+TEST_CASE("examples/text_classifier: compare's trick list (each name's flags, amp f16 and bf16)") {
+    const std::vector<std::string> all = parse_trick_list("all");
+    CHECK(all == std::vector<std::string>{"baseline", "fgm", "pgd", "freelb", "awp", "ema", "swa",
+                                          "amp", "bf16", "accum"});
+    CHECK(parse_trick_list("bf16,baseline") == std::vector<std::string>{"bf16", "baseline"});
+    for (const TrickSpec& t : compare_tricks(5)) {
+        TrainConfig c;
+        t.apply(c);
+        CAPTURE(t.name);
+        if (t.name == "amp") CHECK(c.amp == "f16");
+        if (t.name == "bf16") CHECK(c.amp == "bf16");
+        if (t.name == "swa") CHECK(c.swa_start == 3);
+        if (t.name != "amp" && t.name != "bf16") CHECK(c.amp == TrainConfig{}.amp);
+    }
+    CHECK_THROWS_WITH_AS(parse_trick_list("bf16,bf16"), doctest::Contains("'bf16' given twice"),
+                         minidl::ValueError);
+    CHECK_THROWS_WITH_AS(
+        parse_trick_list("fp8"),
+        doctest::Contains("unknown trick 'fp8' (known: baseline, fgm, pgd, freelb, "
+                          "awp, ema, swa, amp, bf16, accum, or all)"),
+        minidl::ValueError);
+}
