@@ -1,5 +1,6 @@
 // ops/cpu/memory_cpu.cpp — CPU kernels that move and convert data: copy, cast, fill, arange,
 // strided_copy, permute; and the CPU kernel table itself.
+#include <algorithm>
 #include <cstring>
 
 #include "core/backend.h"
@@ -119,6 +120,33 @@ void CpuKernels::permute(const Tensor& x, Tensor& out, const std::vector<int64_t
         for (size_t i = 0; i < nd; ++i)
             st[i] = xstrides[perm[i]];
         const Shape& os = out.shape();
+        if (nd > 1 && st[nd - 1] == 1 && os[nd - 1] > 1) {
+            // The last dim stays last (a head split or merge: [B, L, H, D] <-> [B, H, L, D]):
+            // copy whole runs of os[nd - 1] contiguous elements, walking only the outer dims.
+            const int64_t run = os[nd - 1], runs = out.numel() / run;
+            parallel_for(runs, std::max<int64_t>(1, kElementwiseGrain / run),
+                         [&](int64_t b, int64_t e) {
+                             std::vector<int64_t> idx(nd - 1, 0);
+                             int64_t rem = b, off = 0;
+                             for (size_t d = nd - 1; d-- > 0;) {
+                                 idx[d] = rem % os[d];
+                                 rem /= os[d];
+                                 off += idx[d] * st[d];
+                             }
+                             for (int64_t r = b; r < e; ++r) {
+                                 std::copy_n(px + off, run, po + r * run);
+                                 for (size_t d = nd - 1; d-- > 0;) {
+                                     if (++idx[d] < os[d]) {
+                                         off += st[d];
+                                         break;
+                                     }
+                                     off -= st[d] * (os[d] - 1);
+                                     idx[d] = 0;
+                                 }
+                             }
+                         });
+            return;
+        }
         parallel_for(out.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
             // Multi-index of element b, then walk forward tracking the x offset.
             std::vector<int64_t> idx(nd, 0);

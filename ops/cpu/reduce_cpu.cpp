@@ -6,6 +6,7 @@
 // summation order is fixed: per output element, j increasing; for a whole-tensor sum, fixed
 // blocks of kSumBlock elements combined in block order. Results do not depend on the thread
 // count.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -79,6 +80,36 @@ void CpuKernels::reduce(ReduceOp op, const Tensor& x, Tensor& out, Tensor* indic
             const double s =
                 blocked_sum(n, [&](int64_t b, int64_t e) { return sum_run(px, b, e); });
             po[0] = static_cast<T>(op == ReduceOp::Mean ? s / static_cast<double>(n) : s);
+            return;
+        }
+        if (op != ReduceOp::Max && inner > 1) {
+            // Sums down the rows of [outer, n, inner] (a bias gradient: [rows, features] ->
+            // [features]): a block of kColumns outputs at a time, accumulated row by row — every
+            // output still sums its n inputs in order j = 0, 1, ... in double (the same bits as one
+            // output at a time), but each row is read once, contiguously, instead of once per
+            // output.
+            constexpr int64_t kColumns = 256;
+            const int64_t blocks_per_o = (inner + kColumns - 1) / kColumns;
+            const int64_t grain =
+                std::max<int64_t>(1, 32768 / std::max<int64_t>(n * std::min(inner, kColumns), 1));
+            parallel_for(outer * blocks_per_o, grain, [&](int64_t begin, int64_t end) {
+                double acc[kColumns];
+                for (int64_t blk = begin; blk < end; ++blk) {
+                    const int64_t o = blk / blocks_per_o, i0 = blk % blocks_per_o * kColumns;
+                    const int64_t cols = std::min(kColumns, inner - i0);
+                    std::fill_n(acc, cols, 0.0);
+                    const T* base = px + o * n * inner + i0;
+                    for (int64_t j = 0; j < n; ++j) {
+                        const T* row = base + j * inner;
+                        for (int64_t c = 0; c < cols; ++c)
+                            acc[c] += static_cast<double>(row[c]);
+                    }
+                    T* dst = po + o * inner + i0;
+                    for (int64_t c = 0; c < cols; ++c)
+                        dst[c] = static_cast<T>(
+                            op == ReduceOp::Mean ? acc[c] / static_cast<double>(n) : acc[c]);
+                }
+            });
             return;
         }
         // One output element per (o, i); its n inputs are strided by `inner`.
