@@ -220,22 +220,24 @@ void CachingAllocator::deallocate(void* ptr, size_t nbytes) {
     Pool& p = pool(b->small);
     // Merge with the free neighbours of the same segment, so that it can become one block again
     // (an own block has none).
+    // Folds `right`, the free block after `left` in their segment, into `left`.
+    const auto absorb = [](Block* left, Block* right) {
+        left->size += right->size;
+        left->next = right->next;
+        if (right->next != nullptr) right->next->prev = left;
+        delete right;
+    };
+    // The pool orders blocks by size: a neighbour leaves it before its size changes.
     if (Block* prev = b->prev; prev != nullptr && !prev->allocated) {
         p.erase(prev);
         stats_.bytes_cached -= prev->size;
-        prev->size += b->size;
-        prev->next = b->next;
-        if (b->next != nullptr) b->next->prev = prev;
-        delete b;
+        absorb(prev, b);
         b = prev;
     }
     if (Block* next = b->next; next != nullptr && !next->allocated) {
         p.erase(next);
         stats_.bytes_cached -= next->size;
-        b->size += next->size;
-        b->next = next->next;
-        if (next->next != nullptr) next->next->prev = b;
-        delete next;
+        absorb(b, next);
     }
     p.insert(b);
     stats_.bytes_cached += b->size;
