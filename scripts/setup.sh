@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/setup.sh — installs every build and test dependency from Debian's packages.
 # Idempotent: does nothing (no apt-get at all) when everything is already there.
-#   MINIDL_SETUP_EXTRA="python3-torch ..." adds packages (the benchmarks' PyTorch, for example).
+#   MINIDL_SETUP_EXTRA="python3-torch ..." adds packages (the benchmarks' PyTorch, for example);
+#   the word "peers" in it stands for bench/compare_peers.sh's peers (fastText, scikit-learn,
+#   libtorch), which nothing else needs: MINIDL_SETUP_EXTRA=peers scripts/setup.sh.
 #   MINIDL_SETUP_FUZZ=1 adds clang and its libFuzzer runtime (scripts/test.sh's fuzzing step).
 #   CI=true adds Debian's PyTorch (python3-torch), so that the tests comparing with PyTorch (the
 #   models' interop tests, the fixture checks) run in CI and on a fresh machine instead of
@@ -19,13 +21,17 @@ packages=(
   clang-format                     # the committed style
   ca-certificates
 )
+peer_packages=(
+  fasttext python3-sklearn libtorch-dev time  # bench/compare_peers.sh only
+)
 fuzz_packages=(
   clang libclang-rt-dev            # libFuzzer (libclang_rt.fuzzer), clang's ASan/UBSan runtimes
 )
 if [ "${MINIDL_SETUP_FUZZ:-0}" = "1" ]; then packages+=("${fuzz_packages[@]}"); fi
 if [ "${CI:-}" = "true" ]; then packages+=(python3-torch); fi
-# shellcheck disable=SC2206
-packages+=(${MINIDL_SETUP_EXTRA:-})
+for extra in ${MINIDL_SETUP_EXTRA:-}; do
+  if [ "$extra" = "peers" ]; then packages+=("${peer_packages[@]}"); else packages+=("$extra"); fi
+done
 
 missing=()
 for p in "${packages[@]}"; do
