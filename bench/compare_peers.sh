@@ -51,7 +51,7 @@ INSTALL=0
 PY=${PYTHON:-/usr/bin/python3}
 LIBTORCH_INCLUDE=/usr/include/torch/csrc/api/include
 
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "compare_peers.sh: $*" >&2; exit 1; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
