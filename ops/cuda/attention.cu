@@ -120,6 +120,33 @@ __device__ __forceinline__ void load_tile(const T* __restrict__ src, int64_t cou
         tile[e] = convert<float>(src[e]);
 }
 
+// Where this thread works: its block's (b, h) pair and first row, its warp's row, its lane, and
+// the key-mask row of its batch (nullptr without a mask).
+struct Place {
+    int64_t bh, first, row;
+    int lane;
+    const float* mask_row;
+};
+
+__device__ __forceinline__ Place place(const Geometry& g, const float* mask) {
+    const int64_t bh = blockIdx.x / g.row_tiles;
+    const int64_t first = (blockIdx.x % g.row_tiles) * kRowsPerBlock;
+    return Place{bh, first, first + threadIdx.x / kWarp, static_cast<int>(threadIdx.x % kWarp),
+                 mask ? mask + (bh / g.heads) * g.lk : nullptr};
+}
+
+// K and V rows [j0, j0 + cols) of pair bh into the block's shared tiles, once every warp is done
+// with the previous ones.
+template <typename T>
+__device__ __forceinline__ void load_kv_tiles(const T* __restrict__ k, const T* __restrict__ v,
+                                              const Geometry& g, int64_t bh, int64_t j0,
+                                              int64_t cols, float* k_tile, float* v_tile) {
+    __syncthreads();
+    load_tile(k + (bh * g.lk + j0) * g.d, cols * g.d, k_tile);
+    load_tile(v + (bh * g.lk + j0) * g.d, cols * g.d, v_tile);
+    __syncthreads();
+}
+
 template <typename T, int NT>
 __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     attention_forward_kernel(const T* __restrict__ q, const T* __restrict__ k,
@@ -129,12 +156,8 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     const int64_t D = g.d;
     float* k_tile = smem;
     float* v_tile = smem + kTile * D;
-    const int64_t bh = blockIdx.x / g.row_tiles;
-    const int64_t i0 = (blockIdx.x % g.row_tiles) * kRowsPerBlock;
-    const int lane = threadIdx.x % kWarp;
-    const int64_t i = i0 + threadIdx.x / kWarp;
+    const auto [bh, i0, i, lane, mask_row] = place(g, mask);
     const bool row_ok = i < g.lq;  // the same for the whole warp
-    const float* mask_row = mask ? mask + (bh / g.heads) * g.lk : nullptr;
 
     float q_row[NT], acc[NT];
     if (row_ok) load_row<NT>(q + (bh * g.lq + i) * D, D, lane, q_row);
@@ -146,10 +169,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     const int64_t end = cuda_attention::key_end(g.lk, g.causal, i0);
     for (int64_t j0 = 0; j0 < end; j0 += kTile) {
         const int64_t cols = end - j0 < kTile ? end - j0 : kTile;
-        __syncthreads();  // every warp is done with the previous tile
-        load_tile(k + (bh * g.lk + j0) * D, cols * D, k_tile);
-        load_tile(v + (bh * g.lk + j0) * D, cols * D, v_tile);
-        __syncthreads();
+        load_kv_tiles(k, v, g, bh, j0, cols, k_tile, v_tile);
         if (!row_ok) continue;
         for (int64_t c = 0; c < cols; ++c) {
             const int64_t j = j0 + c;
@@ -216,12 +236,8 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     const int64_t D = g.d;
     float* k_tile = smem;
     float* v_tile = smem + kTile * D;
-    const int64_t bh = blockIdx.x / g.row_tiles;
-    const int64_t i0 = (blockIdx.x % g.row_tiles) * kRowsPerBlock;
-    const int lane = threadIdx.x % kWarp;
-    const int64_t i = i0 + threadIdx.x / kWarp;
+    const auto [bh, i0, i, lane, mask_row] = place(g, mask);
     const bool row_ok = i < g.lq;
-    const float* mask_row = mask ? mask + (bh / g.heads) * g.lk : nullptr;
 
     float q_row[NT], go_row[NT], dq[NT];
     float row_lse = -CUDART_INF_F, row_delta = 0.0f;
@@ -239,10 +255,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     const int64_t end = cuda_attention::key_end(g.lk, g.causal, i0);
     for (int64_t j0 = 0; j0 < end; j0 += kTile) {
         const int64_t cols = end - j0 < kTile ? end - j0 : kTile;
-        __syncthreads();
-        load_tile(k + (bh * g.lk + j0) * D, cols * D, k_tile);
-        load_tile(v + (bh * g.lk + j0) * D, cols * D, v_tile);
-        __syncthreads();
+        load_kv_tiles(k, v, g, bh, j0, cols, k_tile, v_tile);
         if (!has_keys) continue;
         for (int64_t c = 0; c < cols; ++c) {
             const int64_t j = j0 + c;
@@ -276,12 +289,8 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     float* go_tile = smem + kTile * D;
     float* lse_tile = smem + 2 * kTile * D;
     float* delta_tile = lse_tile + kTile;
-    const int64_t bh = blockIdx.x / g.row_tiles;
-    const int64_t j0 = (blockIdx.x % g.row_tiles) * kRowsPerBlock;
-    const int lane = threadIdx.x % kWarp;
-    const int64_t j = j0 + threadIdx.x / kWarp;
+    const auto [bh, j0, j, lane, mask_row] = place(g, mask);
     const bool key_ok = j < g.lk;
-    const float* mask_row = mask ? mask + (bh / g.heads) * g.lk : nullptr;
     // A masked key has p = 0 for every query: its gradients are 0.
     const bool live = key_ok && (mask_row == nullptr || mask_row[j] != 0.0f);
 
