@@ -131,7 +131,10 @@ if [ $DRY = 1 ]; then
   # loses a figure (it once read only the last line of a pretty-printed JSON) fails here. That run
   # predates the attention and transformer rows, which it leaves n/a.
   table=$("$PY" bench/summarize_gpu.py tests/fixtures/gpu_check 2>&1)
-  if echo "$table" | grep -E 'GEMM|Adam|step|samples' | grep -v -E 'attention|transformer' | grep -q 'n/a'; then
+  # grep -c reads all of its input: under pipefail, an early-exiting grep -q would leave its writer
+  # a SIGPIPE and the pipeline a failure of its own.
+  lost=$(grep -E 'GEMM|Adam|step|samples' <<<"$table" | grep -v -E 'attention|transformer' | grep -c 'n/a')
+  if [ "${lost:-0}" -gt 0 ]; then
     say "  [FAIL] bench/summarize_gpu.py lost figures of the recorded run:"
     echo "$table" | tee -a "$SUMMARY"
     FAILS=$((FAILS + 1))
@@ -172,7 +175,9 @@ if wants env; then
     ldd "$BIN_TESTS" | grep -E 'cudart|cublas|nccl|openblas|gfortran' | awk '{printf "    %-22s %s\n", $1, $3}' | tee -a "$SUMMARY"
   fi
   # Data parallelism between GPUs needs NCCL: a build without it is a failure, not a pass.
-  if [ -x "$BIN_TESTS" ] && ! ldd "$BIN_TESTS" | grep -q libnccl; then
+  # ldd's output is read whole first: `ldd | grep -q` under pipefail fails whenever grep exits
+  # before ldd has written everything (SIGPIPE), which reported a build with NCCL as one without.
+  if [ -x "$BIN_TESTS" ] && ! grep -q libnccl <<<"$(ldd "$BIN_TESTS" 2>/dev/null)"; then
     say "  [FAIL] the binaries were built without NCCL (CMake found no nccl.h/libnccl)"
     FAILS=$((FAILS + 1))
   fi
