@@ -94,7 +94,9 @@ struct DistributedDataParallel::Pipeline {
             }
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                if (error && !error_) error_ = error;
+                // Moved, not copied: the thread keeps no reference, so the exception is
+                // destroyed by whichever thread caught it last, never here while it is read.
+                if (error && !error_) error_ = std::move(error);
                 ++completed_;
             }
             done_.notify_all();
