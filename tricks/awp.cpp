@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/row_grad.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 
@@ -71,9 +72,25 @@ AttackResult AWP::ascend(const AscentDirections& d) {
     for (size_t i = 0; i < selection_.size(); ++i) {
         if (d.norms[i] == 0.0 || options_.adv_lr == 0.0) continue;
         Tensor w = selection_.params()[i].second;
-        const Tensor& w0 = selection_.backed_up_value(i);
         const double w_norm = global_l2_norm({w});
-        w.add_(d.grads[i], options_.adv_lr * (w_norm + kNormEpsilon) / (d.norms[i] + kNormEpsilon));
+        const double step = options_.adv_lr * (w_norm + kNormEpsilon) / (d.norms[i] + kNormEpsilon);
+        // The layer-wise bound needs ||w0|| of the whole tensor: it keeps the dense backup.
+        const bool on_rows = options_.bound == AWPBound::Elementwise
+                                 ? selection_.keep_rows_for_step(i, d.rows[i])
+                                 : selection_.keep_rows_for_step(i, Tensor());
+        const Tensor& w0 = selection_.backed_up_value(i);
+        if (on_rows) {
+            // Only the touched rows move; elsewhere w = w0 and the clamp leaves w0 as it is.
+            const Tensor& rows = d.rows[i];
+            row_axpy(step, rows, d.grads[i], w);
+            const Tensor radius = abs(w0) * options_.adv_eps;
+            scatter_rows(clamp(gather_rows(w, rows), w0 - radius, w0 + radius), rows, w);
+            w.bump_version();  // as add_ and copy_ do
+            result.perturbed = true;
+            continue;
+        }
+        w.add_(d.rows[i].defined() ? densify({d.rows[i], d.grads[i]}, w.shape()) : d.grads[i],
+               step);
         if (options_.bound == AWPBound::Elementwise) {
             const Tensor radius = abs(w0) * options_.adv_eps;
             w.copy_(clamp(w, w0 - radius, w0 + radius));
@@ -99,10 +116,12 @@ AttackResult AWP::run(const std::function<void()>& adversarial_backward) {
         }
     } unmark{this};
     auto directions = [&] {
+        // Without a mark this micro-batch's gradient is the whole .grad(), which may stay rows.
+        if (!marked_) return ascent_directions(selection_, /*own=*/false, /*allow_rows=*/true);
         return ascent_directions(selection_.size(), [&](size_t i) { return own_gradient(i); });
     };
     AscentDirections d = directions();
-    selection_.backup_values();
+    selection_.backup_values(d.rows);
     const ScopedRestore restore(selection_);
     for (int t = 0; t < options_.steps; ++t) {
         const AttackResult r = ascend(d);

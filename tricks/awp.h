@@ -26,6 +26,11 @@
 // adv_lr 1, adv_eps 0.01 — its defaults here; adv_eps 0.2 in some notebooks). Reference values:
 // tests/fixtures/awp_*.json (tests/fixtures/make_trick_fixtures.py runs that class).
 // docs/adversarial.md compares the two bounds.
+//
+// Row-sparse gradients (core/row_grad.h: the embedding table's, without accumulation). With the
+// element-wise bound, the table's step, clamp, backup and restore touch only the rows the batch
+// looked up (||w|| is still the whole table's); results are bitwise the dense path's
+// (tests/core/test_row_grad.cpp). The layer-wise bound keeps a whole backup.
 #pragma once
 
 #include <functional>

@@ -1,6 +1,7 @@
 // tricks/perturbation.cpp — parameter selection, backup and restore (see perturbation.h).
 #include "tricks/perturbation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/autograd.h"
@@ -59,6 +60,22 @@ void ParamSelection::restore_values() {
     }
     value_backup_.clear();
     value_rows_.clear();
+}
+
+bool ParamSelection::keep_rows_for_step(size_t i, const Tensor& rows) {
+    MDL_CHECK(i < value_rows_.size(), StateError, who_, ": a step without a value backup");
+    const Tensor& saved_rows = value_rows_[i];
+    if (!saved_rows.defined()) return false;
+    if (rows.defined() && rows.numel() == saved_rows.numel() &&
+        std::equal(rows.data<int64_t>(), rows.data<int64_t>() + rows.numel(),
+                   saved_rows.data<int64_t>()))
+        return true;
+    NoGradGuard no_grad;
+    Tensor whole = params_[i].second.detach().clone();
+    scatter_rows(value_backup_[i], saved_rows, whole);
+    value_backup_[i] = std::move(whole);
+    value_rows_[i] = Tensor();
+    return false;
 }
 
 void ParamSelection::backup_gradients() {

@@ -53,6 +53,14 @@ class ParamSelection {
     void restore_values();
     bool has_value_backup() const { return !value_backup_.empty(); }
     const Tensor& backed_up_value(size_t i) const { return value_backup_.at(i); }
+    // The rows parameter i's backup holds (undefined: the whole tensor).
+    const Tensor& backed_up_rows(size_t i) const { return value_rows_.at(i); }
+    // Before a step of an attack that moves parameter i again (PGD, AWP): true when the backup
+    // is of rows and the step's gradient rows `rows` are exactly those rows, so that the step,
+    // its projection and the restore can stay on them. Otherwise (a dense step, or other rows)
+    // the backup is made whole first — the current tensor with the saved rows put back, which is
+    // the tensor at backup time since only those rows have moved — and false is returned.
+    bool keep_rows_for_step(size_t i, const Tensor& rows);
 
     // Gradients of the selected parameters (PGD keeps the clean gradient across its steps).
     void backup_gradients();

@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/row_grad.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 
@@ -22,17 +23,33 @@ PGD::PGD(nn::Module& model, PGDOptions options)
 void PGD::backup_grad() {
     NoGradGuard no_grad;
     all_grad_backup_.clear();
-    for (const Tensor& p : model_.parameters())
+    all_row_grad_backup_.clear();
+    for (const Tensor& p : model_.parameters()) {
+        if (const RowGrad* rg = row_grad(p)) {  // kept as rows: .grad() would make it dense
+            all_row_grad_backup_.push_back({rg->rows, rg->values.clone()});
+            all_grad_backup_.emplace_back();
+            continue;
+        }
+        all_row_grad_backup_.emplace_back();
         all_grad_backup_.push_back(p.grad().defined() ? p.grad().clone() : Tensor());
+    }
 }
 
 void PGD::restore_grad() {
     const std::vector<Tensor> params = model_.parameters();
     MDL_CHECK(all_grad_backup_.size() == params.size(), StateError,
               "PGD: restore_grad() without backup_grad()");
-    for (size_t i = 0; i < params.size(); ++i)
-        params[i].set_grad(all_grad_backup_[i]);
+    for (size_t i = 0; i < params.size(); ++i) {
+        RowGrad& rows = all_row_grad_backup_[i];
+        if (rows.rows.defined()) {
+            params[i].set_grad(Tensor());
+            autograd::accumulate_row_grad(params[i], std::move(rows));
+        } else {
+            params[i].set_grad(all_grad_backup_[i]);
+        }
+    }
     all_grad_backup_.clear();
+    all_row_grad_backup_.clear();
 }
 
 AttackResult PGD::attack(bool is_first_attack) {
@@ -41,10 +58,11 @@ AttackResult PGD::attack(bool is_first_attack) {
     AttackResult result;
     // The first step follows this micro-batch's own clean gradient; later steps see only the
     // adversarial gradient of the previous step (the model was zero_grad()ed in between).
-    const AscentDirections d = ascent_directions(selection_, /*own=*/is_first_attack);
+    const AscentDirections d =
+        ascent_directions(selection_, /*own=*/is_first_attack, /*allow_rows=*/true);
     if (is_first_attack) {
         selection_.clear_mark();
-        selection_.backup_values();
+        selection_.backup_values(d.rows);
     }
     if (!d.finite) {
         result.nonfinite = true;
@@ -53,7 +71,15 @@ AttackResult PGD::attack(bool is_first_attack) {
     NoGradGuard no_grad;
     for (size_t i = 0; i < selection_.size(); ++i) {
         if (d.norms[i] == 0.0 || options_.alpha == 0.0) continue;
-        Tensor(selection_.params()[i].second).add_(d.grads[i], options_.alpha / d.norms[i]);
+        // E += alpha * g / ||g||, over the touched rows while they are the backed-up ones
+        Tensor p = selection_.params()[i].second;
+        if (selection_.keep_rows_for_step(i, d.rows[i])) {
+            row_axpy(options_.alpha / d.norms[i], d.rows[i], d.grads[i], p);
+            p.bump_version();  // as add_ does
+        } else {
+            p.add_(d.rows[i].defined() ? densify({d.rows[i], d.grads[i]}, p.shape()) : d.grads[i],
+                   options_.alpha / d.norms[i]);
+        }
         project(i);
         result.perturbed = true;
     }
@@ -65,6 +91,17 @@ void PGD::project(size_t i) {
     NoGradGuard no_grad;
     Tensor p = selection_.params()[i].second;
     const Tensor& e0 = selection_.backed_up_value(i);
+    if (const Tensor& rows = selection_.backed_up_rows(i); rows.defined()) {
+        // Only these rows have moved: elsewhere E - E0 is +0.0, which adds nothing to the norm
+        // (row_sum_squares keeps the dense order) and leaves E0 + 0 * c = E.
+        const Tensor r = gather_rows(p, rows) - e0;
+        const double norm = std::sqrt(row_sum_squares(rows, r, p.size(1)));
+        if (norm > options_.epsilon) {
+            scatter_rows(e0 + r * (options_.epsilon / norm), rows, p);
+            p.bump_version();
+        }
+        return;
+    }
     const Tensor r = p - e0;
     const double norm = global_l2_norm({r});
     if (norm > options_.epsilon) p.copy_(e0 + r * (options_.epsilon / norm));

@@ -23,10 +23,18 @@
 // Under accumulation begin_micro_batch() before the clean backward makes the first direction this
 // micro-batch's own gradient, and backup_grad() keeps the accumulated sum across the steps.
 // Defaults (the reference implementation): epsilon 1, alpha 0.3, K = 3.
+//
+// Row-sparse gradients (core/row_grad.h: the embedding table's, without accumulation). The clean
+// gradient is backed up as its rows, and each step works on the rows the batch looked up: the
+// backup of E0, the step (row_axpy), the projection's norm (row_sum_squares, the dense order) and
+// its rescale, and the restore. Results are bitwise the dense path's
+// (tests/core/test_row_grad.cpp). When a step's gradient rows are not the backed-up ones (another
+// batch inside `adversarial_backward`), the backup is made whole and that step runs dense.
 #pragma once
 
 #include <functional>
 
+#include "core/row_grad.h"
 #include "tricks/perturbation.h"
 
 namespace minidl::tricks {
@@ -67,6 +75,7 @@ class PGD {
     PGDOptions options_;
     ParamSelection selection_;
     std::vector<Tensor> all_grad_backup_;
+    std::vector<RowGrad> all_row_grad_backup_;  // per parameter: its gradient when row-sparse
 };
 
 }  // namespace minidl::tricks

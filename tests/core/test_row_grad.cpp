@@ -5,10 +5,11 @@
 // a zero-filled [V, C] gradient, PyTorch's default) and true, and compares bytes: gradients as
 // grad() returns them, Adam/AdamW trajectories (weights and both moments) for every option
 // combination, accumulation over several backward passes (row-sparse + row-sparse, dense +
-// row-sparse, row-sparse + dense), FGM and gradient-accumulation training steps, on 1 and 2
-// threads. Tables are sized so that rows straddle the optimizer's fixed blocks (C = 7) and span
-// several of them. Also: which tables get the row-sparse form (leaf, CPU, no hooks) and that
-// zero_grad drops it.
+// row-sparse, row-sparse + dense), FGM, PGD, AWP (both bounds, 1 and 2 steps) and
+// gradient-accumulation training steps, on 1 and 2 threads, and a PGD whose adversarial passes
+// look up other rows than the clean pass. Tables are sized so that rows straddle the optimizer's
+// fixed blocks (C = 7) and span several of them. Also: which tables get the row-sparse form (leaf,
+// CPU, no hooks), that zero_grad drops it, and that the attacks move only the touched rows.
 #include <doctest/doctest.h>
 
 #include <functional>
@@ -23,7 +24,9 @@
 #include "optim/adamw.h"
 #include "tests/support/compare.h"
 #include "tests/support/tiny_model.h"
+#include "tricks/awp.h"
 #include "tricks/fgm.h"
+#include "tricks/pgd.h"
 #include "tricks/train_step.h"
 
 using namespace minidl;
@@ -245,6 +248,152 @@ TEST_CASE("core/row_grad: FGM and accumulation training steps are bitwise the de
             return out;
         });
     }
+}
+
+namespace {
+
+// Four training steps of the tiny model with `attack` set on the step configuration (and
+// accumulation `accum`); returns the parameters after them.
+std::vector<Tensor> train_tiny(
+    int64_t accum, const std::function<void(nn::Module&, tricks::TrainStepConfig&)>& attack) {
+    manual_seed(0);
+    test::TinyModel model(40, 8, 2);
+    optim::Adam opt(model.parameters(), {.lr = 0.05});
+    tricks::TrainStepConfig cfg;
+    cfg.optimizer = &opt;
+    cfg.accum_steps = accum;
+    attack(model, cfg);
+    for (uint64_t step = 0; step < 4; ++step) {
+        const Lookup lk = make_lookup(40, 50 + step, 40);
+        const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 1, 0}, {4});
+        const Tensor offsets = lk.offsets.narrow0(0, 4);
+        tricks::train_step(cfg, 4, [&](int64_t b, int64_t e) {
+            const std::vector<int64_t> off = offsets.to_vector<int64_t>();
+            const int64_t lo = off[static_cast<size_t>(b)];
+            const int64_t hi = e < 4 ? off[static_cast<size_t>(e)] : lk.ids.numel();
+            std::vector<int64_t> sub;
+            for (int64_t k = b; k < e; ++k)
+                sub.push_back(off[static_cast<size_t>(k)] - lo);
+            const Tensor ids = lk.ids.narrow0(lo, hi - lo);
+            const Tensor offs = Tensor::from_vector(sub, {e - b});
+            return cross_entropy(model.forward(ids, offs), labels.narrow0(b, e - b));
+        });
+    }
+    std::vector<Tensor> out;
+    for (const Tensor& p : model.parameters())
+        out.push_back(p.detach().clone());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("core/row_grad: PGD training steps are bitwise the dense ones") {
+    // epsilon small enough that the projection acts, alpha large enough that it must.
+    for (int64_t accum : {int64_t{1}, int64_t{2}}) {
+        CAPTURE(accum);
+        std::unique_ptr<tricks::PGD> pgd;
+        check_same_both_ways([&] {
+            return train_tiny(accum, [&](nn::Module& m, tricks::TrainStepConfig& cfg) {
+                pgd = std::make_unique<tricks::PGD>(
+                    m, tricks::PGDOptions{.epsilon = 0.2, .alpha = 0.15, .steps = 3});
+                cfg.pgd = pgd.get();
+            });
+        });
+    }
+}
+
+TEST_CASE("core/row_grad: AWP training steps are bitwise the dense ones, both bounds") {
+    for (tricks::AWPBound bound : {tricks::AWPBound::Elementwise, tricks::AWPBound::Layerwise})
+        for (int steps : {1, 2})
+            for (int64_t accum : {int64_t{1}, int64_t{2}}) {
+                CAPTURE(static_cast<int>(bound));
+                CAPTURE(steps);
+                CAPTURE(accum);
+                std::unique_ptr<tricks::AWP> awp;
+                check_same_both_ways([&] {
+                    return train_tiny(accum, [&](nn::Module& m, tricks::TrainStepConfig& cfg) {
+                        awp = std::make_unique<tricks::AWP>(
+                            m, tricks::AWPOptions{
+                                   .adv_lr = 0.5, .adv_eps = 0.05, .bound = bound, .steps = steps});
+                        cfg.awp = awp.get();
+                    });
+                });
+            }
+}
+
+TEST_CASE("core/row_grad: PGD and AWP move only the touched rows and leave the gradient as rows") {
+    RowGradSwitch on(true);
+    manual_seed(0);
+    test::TinyModel model(40, 8, 2);
+    const Lookup lk = make_lookup(40, 12);
+    const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 1}, {3});
+    const Tensor offsets = lk.offsets.narrow0(0, 3);
+    Tensor table = model.parameters()[0];
+    auto loss = [&] { return cross_entropy(model.forward(lk.ids, offsets), labels); };
+    auto rows_moved = [&](const Tensor& before) {
+        const std::vector<double> now = table.detach().to_vector<double>(),
+                                  was = before.to_vector<double>();
+        std::vector<int64_t> moved;
+        for (int64_t r = 0; r < 40; ++r)
+            for (int64_t c = 0; c < 8; ++c)
+                if (now[static_cast<size_t>(r * 8 + c)] != was[static_cast<size_t>(r * 8 + c)]) {
+                    moved.push_back(r);
+                    break;
+                }
+        return moved;
+    };
+    const Tensor before = table.detach().clone();
+    SUBCASE("PGD") {
+        loss().backward();
+        const std::vector<int64_t> touched = row_grad(table)->rows.to_vector<int64_t>();
+        tricks::PGD pgd(model, {.epsilon = 0.2, .alpha = 0.15, .steps = 3});
+        int passes = 0;
+        pgd.run([&] {
+            CHECK(rows_moved(before) == touched);
+            loss().backward();
+            ++passes;
+        });
+        CHECK(passes == 3);
+        CHECK(bitwise_equal(table.detach(), before));
+        CHECK(row_grad(table) != nullptr);
+    }
+    SUBCASE("AWP") {
+        loss().backward();
+        const std::vector<int64_t> touched = row_grad(table)->rows.to_vector<int64_t>();
+        tricks::AWP awp(model, {.adv_lr = 0.5, .adv_eps = 0.05, .steps = 2});
+        int passes = 0;
+        awp.run([&] {
+            CHECK(rows_moved(before) == touched);
+            loss().backward();
+            ++passes;
+        });
+        CHECK(passes == 2);
+        CHECK(bitwise_equal(table.detach(), before));
+        CHECK(row_grad(table) != nullptr);
+    }
+}
+
+TEST_CASE("core/row_grad: a PGD step over other rows than the backed-up ones runs dense, bitwise") {
+    // The adversarial passes look up another batch: the rows of their gradients are not the
+    // clean pass's, so the backup is made whole and the result must still be the dense one.
+    check_same_both_ways([&] {
+        manual_seed(0);
+        test::TinyModel model(40, 8, 2);
+        const Lookup clean = make_lookup(40, 12), other = make_lookup(40, 13);
+        const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 1}, {3});
+        cross_entropy(model.forward(clean.ids, clean.offsets.narrow0(0, 3)), labels).backward();
+        const Tensor before = model.parameters()[0].detach().clone();
+        tricks::PGD pgd(model, {.epsilon = 0.2, .alpha = 0.15, .steps = 3});
+        std::vector<Tensor> out;
+        pgd.run([&] {
+            out.push_back(model.parameters()[0].detach().clone());  // E during each pass
+            cross_entropy(model.forward(other.ids, other.offsets.narrow0(0, 3)), labels).backward();
+        });
+        CHECK(bitwise_equal(model.parameters()[0].detach(), before));
+        for (const Tensor& p : model.parameters())
+            out.push_back(p.grad().clone());
+        return out;
+    });
 }
 
 TEST_CASE("core/row_grad: only leaf tables without hooks get row-sparse gradients") {
