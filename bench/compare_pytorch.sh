@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/compare_pytorch.sh — minidl against PyTorch on this machine, side by side, one command.
 #
-#   bench/compare_pytorch.sh [--runs N] [--configs b32,b128,fgm,ema,amp,long] [--no-micro]
-#                            [--no-train] [--quick] [--threads T] [--build DIR] [--out DIR]
+#   bench/compare_pytorch.sh [--runs N] [--configs b32,b128,fgm,pgd,awp,ema,amp,long] [--no-micro]
+#                            [--no-train] [--quick] [--threads T] [--epochs E] [--build DIR]
+#                            [--out DIR]
 #
 # 1. Builds text_classifier and bench_kernels (Release, CPU only) in --build (default
 #    build-bench) unless they are there already (cmake's own up-to-date check).
@@ -10,8 +11,10 @@
 #    examples/text_classifier and bench/torch_text_classifier.py (the same spec in PyTorch) one
 #    after the other, A B A B, so slow phases of a shared machine hit both alike. Every run is
 #    under /usr/bin/time -v (peak RSS from the outside) and records the 1-minute load average.
-#      b32   the default spec: SpamAssassin random split, batch 32, 5 epochs, --threads T (2)
+#      b32   the default spec: SpamAssassin random split, batch 32, 5 epochs (--epochs E: E,
+#            for every config but long; the step figures stay comparable), --threads T (2)
 #      b128  batch 128                   fgm   --fgm 1 (FGM on the embedding, seed style)
+#      pgd   --pgd (K 3, eps 1, alpha 0.3) awp   --awp (adv_lr 1, adv_eps 0.01, "weight")
 #      ema   --ema 0.999                 amp   --amp bf16 (PyTorch: bf16 autocast on the CPU)
 #      long  10 epochs, also PyTorch with torch.set_flush_denormal(True): per-epoch times show
 #            whether subnormal Adam moments slow later epochs (not in the default list: add it)
@@ -32,6 +35,7 @@ cd "$ROOT"
 RUNS=3
 CONFIGS="b32,b128,fgm,ema,amp"
 THREADS=2
+EPOCHS=
 BUILD=build-bench
 OUT=out/bench
 MICRO=1
@@ -40,12 +44,13 @@ QUICK=0
 PY=${PYTHON:-/usr/bin/python3}
 DATA=.cache/datasets/spam-assassin/data
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --configs) CONFIGS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
+    --epochs) EPOCHS="$2"; shift 2 ;;
     --build) BUILD="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --no-micro) MICRO=0; shift ;;
@@ -98,7 +103,7 @@ trap 'rm -rf "$TMP"' EXIT
   echo "cpu: $(lscpu | sed -n 's/^Model name: *//p') x $(nproc)"
   echo "memory: $(free -m | awk '/^Mem:/ {print $2 " MiB"}')"
   echo "torch: $("$PY" -c 'import torch; print(torch.__version__)')"
-  echo "command: bench/compare_pytorch.sh --runs $RUNS --configs $CONFIGS --threads $THREADS"
+  echo "command: bench/compare_pytorch.sh --runs $RUNS --configs $CONFIGS --threads $THREADS${EPOCHS:+ --epochs $EPOCHS}"
 } >"$OUT/machine.txt"
 
 # flags_for CONFIG -> the training flags both programs take for it
@@ -107,6 +112,8 @@ flags_for() {
     b32) echo "--batch 32" ;;
     b128) echo "--batch 128" ;;
     fgm) echo "--batch 32 --fgm 1" ;;
+    pgd) echo "--batch 32 --pgd" ;;
+    awp) echo "--batch 32 --awp" ;;
     ema) echo "--batch 32 --ema 0.999" ;;
     amp) echo "--batch 32 --amp bf16" ;;
     long) echo "--batch 32 --epochs 10" ;;
@@ -150,6 +157,7 @@ if [[ $TRAIN == 1 ]]; then
   IFS=',' read -ra CFGS <<<"$CONFIGS"
   for config in "${CFGS[@]}"; do
     flags="$(flags_for "$config")"
+    [[ -n $EPOCHS && $config != long ]] && flags="$flags --epochs $EPOCHS"
     echo "== $config: $flags --threads $THREADS ($RUNS rounds)" >&2
     for ((r = 1; r <= RUNS; ++r)); do
       # shellcheck disable=SC2086  # flags is a word list on purpose

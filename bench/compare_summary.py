@@ -76,6 +76,32 @@ def training(records):
     return summary
 
 
+# The adversarial tricks' step targets: at most this many baseline steps, at least this many times
+# faster than PyTorch's same trick.
+TRICK_TARGETS = {"fgm": (1.6, 8.0), "pgd": (3.5, 8.0), "awp": (2.0, 8.0)}
+
+
+def trick_costs(train):
+    """Each trick config's step against the b32 step of the same side, and against PyTorch."""
+    base = train.get("b32", {})
+    out = []
+    for config, s in train.items():
+        if config in ("b32", "b128", "long"):
+            continue
+        m, t = s.get("minidl"), s.get("pytorch")
+        if not m or not t:
+            continue
+        target = TRICK_TARGETS.get(config, (None, None))
+        mb, tb = base.get("minidl", {}).get("step_ms"), base.get("pytorch", {}).get("step_ms")
+        out.append({"config": config,
+                    "minidl_vs_baseline": ratio(m["step_ms"], mb) if mb else None,
+                    "pytorch_vs_baseline": ratio(t["step_ms"], tb) if tb else None,
+                    "speedup": ratio(t["step_ms"], m["step_ms"]),
+                    "target_vs_baseline": f"<= {target[0]}" if target[0] else "",
+                    "target_speedup": f">= {target[1]}" if target[1] else ""})
+    return out
+
+
 def micro(mk, tm):
     out = {}
     peak = {p["threads"]: p["peak_gflops"] for p in mk.get("peak", [])}
@@ -148,6 +174,15 @@ def markdown(train, mic, machine):
         md.append(table(["config", "minidl peak RSS MB", "PyTorch peak RSS MB", "ratio",
                          "minidl start-up s", "PyTorch start-up s", "PyTorch import s",
                          "minidl data s", "PyTorch data s"], rows))
+        tricks = trick_costs(train)
+        if tricks:
+            md += ["", "The tricks' cost (step medians; against each side's own b32 step, and "
+                   "against PyTorch's same trick; issue targets beside):", ""]
+            md.append(table(["config", "minidl / its b32", "target", "PyTorch / its b32",
+                             "PyTorch / minidl", "target"],
+                            [[c["config"], c["minidl_vs_baseline"], c["target_vs_baseline"],
+                              c["pytorch_vs_baseline"], c["speedup"], c["target_speedup"]]
+                             for c in tricks]))
         if "long" in train:
             md += ["", "Per-epoch seconds over 10 epochs (medians; denormals):", ""]
             rows = []
@@ -221,7 +256,8 @@ def main():
                     dict(d, framework=name[9:-5]) for d in json.load(f).get("denormal", []))
     machine = open(path("machine.txt")).read() if os.path.exists(path("machine.txt")) else ""
     with open(path("summary.json"), "w") as f:
-        json.dump({"training": train, "micro": mic}, f, indent=1)
+        json.dump({"training": train, "tricks": trick_costs(train) if train else [],
+                   "micro": mic}, f, indent=1)
     md = markdown(train, mic, machine)
     with open(path("summary.md"), "w") as f:
         f.write(md)

@@ -123,6 +123,67 @@ class Model(nn.Module):
         return self.fc2(torch.relu(self.fc1(self.embedding(ids, offsets))))
 
 
+def adversarial_loss(model, ids, offs, y, a, device):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.amp == "bf16"):
+        return F.cross_entropy(model(ids, offs), y)
+
+
+def pgd_step(model, loss_fn, epsilon=1.0, alpha=0.3, steps=3, emb_name="embedding"):
+    """The reference PGD recipe after loss.backward(): back up every gradient, K ascent steps on
+    the embedding projected onto the epsilon-ball around E0 (zero_grad between them), the clean
+    gradients put back before the last adversarial backward, E0 restored."""
+    grad_backup = {n: p.grad.clone() for n, p in model.named_parameters()
+                   if p.requires_grad and p.grad is not None}
+    emb_backup = {}
+    for t in range(steps):
+        for name, param in model.named_parameters():
+            if param.requires_grad and emb_name in name:
+                if t == 0:
+                    emb_backup[name] = param.data.clone()
+                norm = torch.norm(param.grad)
+                if norm != 0 and not torch.isnan(norm):
+                    param.data.add_(alpha * param.grad / norm)
+                    r = param.data - emb_backup[name]
+                    if torch.norm(r) > epsilon:
+                        r = epsilon * r / torch.norm(r)
+                    param.data = emb_backup[name] + r
+        if t != steps - 1:
+            model.zero_grad()
+        else:
+            for name, param in model.named_parameters():
+                if name in grad_backup:
+                    param.grad = grad_backup[name]
+        loss_fn().backward()
+    for name, param in model.named_parameters():
+        if name in emb_backup:
+            param.data = emb_backup[name]
+
+
+def awp_step(model, opt, loss_fn, adv_lr=1.0, adv_eps=0.01, adv_param="weight"):
+    """The reference AWP recipe (Kaggle NLP) after loss.backward(): w += adv_lr g/(|g|+e)(|w|+e),
+    clamped to w0 +- adv_eps |w0| element-wise, the clean gradients dropped (zero_grad), the
+    adversarial loss back-propagated, w0 restored."""
+    e = 1e-6
+    backup, bounds = {}, {}
+    for name, param in model.named_parameters():
+        if param.requires_grad and param.grad is not None and adv_param in name:
+            backup[name] = param.data.clone()
+            r = adv_eps * param.abs().detach()
+            bounds[name] = (param.data - r, param.data + r)
+    for name, param in model.named_parameters():
+        if name in backup:
+            norm1 = torch.norm(param.grad)
+            norm2 = torch.norm(param.data.detach())
+            if norm1 != 0 and not torch.isnan(norm1):
+                param.data.add_(adv_lr * param.grad / (norm1 + e) * (norm2 + e))
+                param.data = torch.min(torch.max(param.data, bounds[name][0]), bounds[name][1])
+    opt.zero_grad()
+    loss_fn().backward()
+    for name, param in model.named_parameters():
+        if name in backup:
+            param.data = backup[name]
+
+
 def macro_f1(pred, gold, classes):
     f1s = []
     for c in range(classes):
@@ -143,6 +204,10 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--fgm", type=float, default=0.0, help="FGM epsilon (seed style); 0 = off")
+    p.add_argument("--pgd", action="store_true",
+                   help="PGD on the embedding (the reference class: eps 1, alpha 0.3, K 3)")
+    p.add_argument("--awp", action="store_true",
+                   help="AWP on every 'weight' (the reference class: adv_lr 1, adv_eps 0.01)")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay (seed style); 0 = off")
     p.add_argument("--amp", choices=["", "bf16"], default="")
     p.add_argument("--device", default="cpu")
@@ -197,6 +262,10 @@ def main():
                     F.cross_entropy(model(ids, offs), y).backward()
                 with torch.no_grad():
                     w.copy_(backup)
+            if a.pgd:
+                pgd_step(model, lambda: adversarial_loss(model, ids, offs, y, a, device))
+            if a.awp:
+                awp_step(model, opt, lambda: adversarial_loss(model, ids, offs, y, a, device))
             opt.step()
             if shadow is not None:
                 with torch.no_grad():
