@@ -212,44 +212,6 @@ TEST_CASE("core/row_grad: several backward passes accumulate as the dense path d
     (void)mix;
 }
 
-TEST_CASE("core/row_grad: FGM and accumulation training steps are bitwise the dense ones") {
-    for (int64_t accum : {int64_t{1}, int64_t{2}}) {
-        CAPTURE(accum);
-        check_same_both_ways([&] {
-            manual_seed(0);
-            test::TinyModel model(40, 8, 2);
-            optim::Adam opt(model.parameters(), {.lr = 0.05});
-            tricks::FGM fgm(model, {.epsilon = 0.5});
-            tricks::TrainStepConfig cfg;
-            cfg.optimizer = &opt;
-            cfg.fgm = &fgm;
-            cfg.accum_steps = accum;
-            Generator gen(4);
-            for (uint64_t step = 0; step < 4; ++step) {
-                const Lookup lk = make_lookup(40, 50 + step, 40);
-                const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 1, 1, 0}, {4});
-                // 4 bags (drop the last offset so every bag is in [0, L)).
-                const Tensor offsets = lk.offsets.narrow0(0, 4);
-                tricks::train_step(cfg, 4, [&](int64_t b, int64_t e) {
-                    const std::vector<int64_t> off = offsets.to_vector<int64_t>();
-                    const int64_t lo = off[static_cast<size_t>(b)];
-                    const int64_t hi = e < 4 ? off[static_cast<size_t>(e)] : lk.ids.numel();
-                    std::vector<int64_t> sub;
-                    for (int64_t k = b; k < e; ++k)
-                        sub.push_back(off[static_cast<size_t>(k)] - lo);
-                    const Tensor ids = lk.ids.narrow0(lo, hi - lo);
-                    const Tensor offs = Tensor::from_vector(sub, {e - b});
-                    return cross_entropy(model.forward(ids, offs), labels.narrow0(b, e - b));
-                });
-            }
-            std::vector<Tensor> out;
-            for (const Tensor& p : model.parameters())
-                out.push_back(p.detach().clone());
-            return out;
-        });
-    }
-}
-
 namespace {
 
 // Four training steps of the tiny model with `attack` set on the step configuration (and
@@ -286,6 +248,19 @@ std::vector<Tensor> train_tiny(
 }
 
 }  // namespace
+
+TEST_CASE("core/row_grad: FGM and accumulation training steps are bitwise the dense ones") {
+    for (int64_t accum : {int64_t{1}, int64_t{2}}) {
+        CAPTURE(accum);
+        std::unique_ptr<tricks::FGM> fgm;
+        check_same_both_ways([&] {
+            return train_tiny(accum, [&](nn::Module& m, tricks::TrainStepConfig& cfg) {
+                fgm = std::make_unique<tricks::FGM>(m, tricks::FGMOptions{.epsilon = 0.5});
+                cfg.fgm = fgm.get();
+            });
+        });
+    }
+}
 
 TEST_CASE("core/row_grad: PGD training steps are bitwise the dense ones") {
     // epsilon small enough that the projection acts, alpha large enough that it must.
