@@ -318,33 +318,28 @@ TEST_CASE("core/row_grad: PGD and AWP move only the touched rows and leave the g
         return moved;
     };
     const Tensor before = table.detach().clone();
-    SUBCASE("PGD") {
+    // One attack's run(): during each pass exactly the touched rows have moved; afterwards the
+    // table is restored bitwise and its gradient is still rows.
+    auto check_attack = [&](auto& attack, int expected_passes) {
         loss().backward();
         const std::vector<int64_t> touched = row_grad(table)->rows.to_vector<int64_t>();
-        tricks::PGD pgd(model, {.epsilon = 0.2, .alpha = 0.15, .steps = 3});
         int passes = 0;
-        pgd.run([&] {
+        attack.run([&] {
             CHECK(rows_moved(before) == touched);
             loss().backward();
             ++passes;
         });
-        CHECK(passes == 3);
+        CHECK(passes == expected_passes);
         CHECK(bitwise_equal(table.detach(), before));
         CHECK(row_grad(table) != nullptr);
+    };
+    SUBCASE("PGD") {
+        tricks::PGD pgd(model, {.epsilon = 0.2, .alpha = 0.15, .steps = 3});
+        check_attack(pgd, 3);
     }
     SUBCASE("AWP") {
-        loss().backward();
-        const std::vector<int64_t> touched = row_grad(table)->rows.to_vector<int64_t>();
         tricks::AWP awp(model, {.adv_lr = 0.5, .adv_eps = 0.05, .steps = 2});
-        int passes = 0;
-        awp.run([&] {
-            CHECK(rows_moved(before) == touched);
-            loss().backward();
-            ++passes;
-        });
-        CHECK(passes == 2);
-        CHECK(bitwise_equal(table.detach(), before));
-        CHECK(row_grad(table) != nullptr);
+        check_attack(awp, 2);
     }
 }
 
