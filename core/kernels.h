@@ -237,6 +237,11 @@ class Kernels {
                           const SgdArgs& args) = 0;
     // shadow = decay * shadow + (1 - decay) * param (shadow F32, param any float dtype).
     virtual void ema_update(Tensor& shadow, const Tensor& param, double decay) = 0;
+    // average = average + (current - average) / (n_averaged + 1) in one pass (SWA's running mean,
+    // PyTorch's order of operations). average and current share a float dtype, size and device;
+    // each of the three operations is rounded to that dtype, so the result is bitwise the
+    // composite sub, div and add.
+    virtual void swa_update(Tensor& average, const Tensor& current, int64_t n_averaged) = 0;
     // For every tensor: g *= inv_scale; found_inf (F32 [1], same device) is set to 1 when any
     // element is inf or NaN, and left alone otherwise. No host synchronisation.
     virtual void unscale_and_check(std::vector<Tensor>& grads, const Tensor& inv_scale,

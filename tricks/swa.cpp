@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/kernels.h"
 #include "nn/batch_norm.h"
 #include "ops/elementwise.h"
 #include "optim/optimizer.h"
@@ -44,8 +45,10 @@ bool AveragedModel::update_parameters(const nn::Module& model) {
         } else if (avg_fn_) {
             avg.copy_(avg_fn_(avg.detach(), current, n_averaged_));
         } else {
-            // w_swa + (w - w_swa) / (n + 1), PyTorch's order of operations.
-            avg.copy_(avg + (current - avg) / static_cast<double>(n_averaged_ + 1));
+            // w_swa + (w - w_swa) / (n + 1), PyTorch's order of operations, in one pass over
+            // the weights (bitwise the three ops; tests/tricks/test_swa.cpp).
+            kernels_for(avg.device()).swa_update(avg, current, n_averaged_);
+            avg.bump_version();
         }
     }
     ++n_averaged_;

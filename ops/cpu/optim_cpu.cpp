@@ -1,5 +1,5 @@
 // ops/cpu/optim_cpu.cpp — CPU kernels for the optimizer updates and mixed-precision unscaling:
-// adam_step, sgd_step, ema_update, unscale_and_check (interfaces in core/kernels.h).
+// adam_step, sgd_step, ema_update, swa_update, unscale_and_check (interfaces in core/kernels.h).
 //
 // Each update is one pass over the tensor that reads and writes every state array once: the
 // step is memory-bound, so fusing is what makes it fast. The formulas are PyTorch 1.13's
@@ -14,6 +14,8 @@
 //   SGD    g = -g (maximize);  g += wd p;  b = g (first step) or b momentum + (1 - dampening) g;
 //          g = g + momentum b (nesterov) or b;  p = p - lr g
 //   EMA    shadow = shadow decay + (1 - decay) param
+//   SWA    average = average + (current - average) / (n + 1), each operation rounded to the
+//          dtype (torch.optim.swa_utils.AveragedModel's default average, as three ops would)
 //   unscale g = g * inv_scale; found_inf = 1 if any g was inf or NaN
 //
 // Threading: the tensor is cut into blocks of kOptimBlock elements — a fixed cut, independent of
@@ -116,6 +118,22 @@ void check_state(const char* kernel, const char* name, const Tensor& state, cons
                state.dtype());
     MDL_ASSERT(state.numel() == param.numel(), kernel, ": ", name, " has ", state.numel(),
                " elements, the parameter ", param.numel());
+}
+
+// SWA's running mean and its argument checks (the CUDA kernel rounds the same way).
+template <typename T, typename A>
+inline T swa_value(T avg, T cur, A count) {
+    const T diff = static_cast<T>(static_cast<A>(cur) - static_cast<A>(avg));
+    const T step = static_cast<T>(static_cast<A>(diff) / count);
+    return static_cast<T>(static_cast<A>(avg) + static_cast<A>(step));
+}
+
+void check_average(const char* kernel, const Tensor& average, const Tensor& current) {
+    MDL_ASSERT(average.dtype() == current.dtype() && average.numel() == current.numel() &&
+                   average.device() == current.device(),
+               kernel, ": average ", average.dtype(), " ", shape_str(average.shape()), " on ",
+               average.device(), " and current ", current.dtype(), " ", shape_str(current.shape()),
+               " on ", current.device(), " must share dtype, size and device");
 }
 
 // ---- Adam / AdamW
@@ -401,6 +419,21 @@ void CpuKernels::ema_update(Tensor& shadow, const Tensor& param, double decay) {
             for (int64_t i = b; i < e; ++i)
                 s[i] =
                     static_cast<float>(static_cast<A>(s[i]) * keep + take * static_cast<A>(p[i]));
+        });
+    });
+}
+
+void CpuKernels::swa_update(Tensor& average, const Tensor& current, int64_t n_averaged) {
+    check_average("swa_update", average, current);
+    dispatch_float(average.dtype(), "swa_update", [&](auto tag) {
+        using T = decltype(tag);
+        using A = acc_t<T>;
+        const A count = static_cast<A>(static_cast<double>(n_averaged + 1));
+        T* __restrict avg = average.raw<T>();
+        const T* __restrict cur = current.raw<T>();
+        for_blocks(average.numel(), false, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i)
+                avg[i] = swa_value<T, A>(avg[i], cur[i], count);
         });
     });
 }

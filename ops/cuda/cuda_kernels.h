@@ -69,6 +69,7 @@ class CudaKernels final : public Kernels {
     void sgd_step(Tensor& param, const Tensor& grad, Tensor* momentum_buffer,
                   const SgdArgs& args) override;
     void ema_update(Tensor& shadow, const Tensor& param, double decay) override;
+    void swa_update(Tensor& average, const Tensor& current, int64_t n_averaged) override;
     void unscale_and_check(std::vector<Tensor>& grads, const Tensor& inv_scale,
                            Tensor& found_inf) override;
     void synchronize() override;

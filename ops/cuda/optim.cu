@@ -1,5 +1,5 @@
 // ops/cuda/optim.cu — CUDA kernels for the optimizer updates and mixed-precision unscaling:
-// adam_step, sgd_step, ema_update, unscale_and_check (interfaces in core/kernels.h).
+// adam_step, sgd_step, ema_update, swa_update, unscale_and_check (interfaces in core/kernels.h).
 //
 // The formulas and their order of float operations are the CPU's (ops/cpu/optim_cpu.cpp, after
 // PyTorch 1.13's _single_tensor_adam/adamw/sgd), with the scalar coefficients computed in double
@@ -10,6 +10,7 @@
 //   SGD    g = -g (maximize);  g += wd p;  b = g (first step) or b momentum + (1 - dampening) g;
 //          g = g + momentum b (nesterov) or b;  p = p - lr g
 //   EMA    shadow = shadow decay + (1 - decay) param
+//   SWA    average = average + (current - average) / (n + 1), each operation rounded to the dtype
 //   unscale g = g * inv_scale; found_inf = 1 if any g was inf or NaN (left alone otherwise)
 // Parameters are F32, F64, F16 or BF16 (computed in acc_t); optimizer state is F32. The GPU keeps
 // subnormal numbers where the CPU flushes them to zero (< 1.2e-38: no visible difference), and
@@ -173,6 +174,33 @@ __global__ void ema_packed_kernel(float* __restrict__ shadow, const T* __restric
             static_cast<float>(static_cast<A>(shadow[i]) * keep + take * convert<A>(param[i]));
 }
 
+// ---- SWA ---------------------------------------------------------------------------------------
+
+// average + (current - average) / count, each operation rounded to T (as the three ops would).
+template <typename T>
+__device__ __forceinline__ T swa_value(T avg, T cur, acc_t<T> count) {
+    using A = acc_t<T>;
+    const T diff = convert<T>(convert<A>(cur) - convert<A>(avg));
+    const T step = convert<T>(convert<A>(diff) / count);
+    return convert<T>(convert<A>(avg) + convert<A>(step));
+}
+
+template <typename T, int V>
+__global__ void swa_packed_kernel(T* __restrict__ average, const T* __restrict__ current, int64_t n,
+                                  acc_t<T> count) {
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
+        Pack<T, V> ap = reinterpret_cast<Pack<T, V>*>(average)[k];
+        const Pack<T, V> cp = reinterpret_cast<const Pack<T, V>*>(current)[k];
+#pragma unroll
+        for (int l = 0; l < V; ++l)
+            ap.v[l] = swa_value<T>(ap.v[l], cp.v[l], count);
+        reinterpret_cast<Pack<T, V>*>(average)[k] = ap;
+    }
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride())
+        average[i] = swa_value<T>(average[i], current[i], count);
+}
+
 // ---- unscale_and_check -------------------------------------------------------------------------
 
 template <typename T>
@@ -321,6 +349,30 @@ void CudaKernels::ema_update(Tensor& shadow, const Tensor& param, double decay) 
             constexpr int V = decltype(width)::value;
             ema_packed_kernel<T, V><<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
                 s, p, n, static_cast<A>(decay), static_cast<A>(1.0 - decay));
+            MDL_CUDA_LAUNCH_CHECK();
+        });
+    });
+}
+
+void CudaKernels::swa_update(Tensor& average, const Tensor& current, int64_t n_averaged) {
+    MDL_ASSERT(average.dtype() == current.dtype() && average.numel() == current.numel() &&
+                   average.device() == current.device(),
+               "swa_update: average ", average.dtype(), " ", shape_str(average.shape()), " on ",
+               average.device(), " and current ", current.dtype(), " ", shape_str(current.shape()),
+               " on ", current.device(), " must share dtype, size and device");
+    const int64_t n = average.numel();
+    if (n == 0) return;
+    const int dev = cuda::device_of(average);
+    cuda::DeviceGuard guard(dev);
+    dispatch_float(average.dtype(), "swa_update", [&](auto tag) {
+        using T = decltype(tag);
+        using A = acc_t<T>;
+        T* avg = average.raw<T>();
+        const T* cur = current.raw<const T>();
+        launch_packed<T>({{avg, sizeof(T)}, {cur, sizeof(T)}}, [&](auto width) {
+            constexpr int V = decltype(width)::value;
+            swa_packed_kernel<T, V><<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
+                avg, cur, n, static_cast<A>(static_cast<double>(n_averaged + 1)));
             MDL_CUDA_LAUNCH_CHECK();
         });
     });

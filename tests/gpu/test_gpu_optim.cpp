@@ -1,4 +1,5 @@
-// tests/gpu/test_gpu_optim.cpp — adam_step / sgd_step / ema_update / unscale_and_check on CUDA
+// tests/gpu/test_gpu_optim.cpp — adam_step / sgd_step / ema_update / swa_update /
+// unscale_and_check on CUDA
 // against the CPU kernels, over several steps, for every parameter dtype, with sizes that take
 // the packed (16-byte) path, its tail, and the one-element path of misaligned views.
 //
@@ -107,6 +108,20 @@ TEST_CASE("gpu/optim: ema_update matches the CPU") {
                                       k.ema_update(t[0], t[1], 0.999);
                               });
             check_parity(r.gpu[0], r.cpu[0], what, tolerance(DType::F32));
+        }
+    }
+}
+
+TEST_CASE("gpu/optim: swa_update is bitwise the CPU's (three rounded operations, no FMA)") {
+    for (DType dt : float_dtypes()) {
+        for (int64_t n : kSizes) {
+            const std::string what = describe("swa_update", dt, {n});
+            Both r = run_both(what, {random_cpu({n}, dt, 203), random_cpu({n}, dt, 204)},
+                              [](Kernels& k, std::vector<Tensor>& t) {
+                                  for (int64_t averaged = 1; averaged <= 3; ++averaged)
+                                      k.swa_update(t[0], t[1], averaged);
+                              });
+            check_bitwise(r.gpu[0], r.cpu[0], what);
         }
     }
 }

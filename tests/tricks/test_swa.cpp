@@ -3,8 +3,10 @@
 // torchcontrib-style swap, and invariances (the average of a constant is the constant).
 #include <doctest/doctest.h>
 
+#include "core/kernels.h"
 #include "nn/batch_norm.h"
 #include "nn/linear.h"
+#include "ops/elementwise.h"
 #include "optim/sgd.h"
 #include "tests/support/compare.h"
 #include "tests/support/tiny_model.h"
@@ -155,4 +157,30 @@ TEST_CASE("tricks/swa: state_dict round trip") {
     CHECK(b.n_averaged() == 2);
     CHECK(bitwise_equal(b.module().state_dict().at("fc2.bias"),
                         a.module().state_dict().at("fc2.bias")));
+}
+
+TEST_CASE("tricks/swa: the one-pass average is bitwise the three ops, in every float dtype") {
+    // swa_update rounds (current - average), its quotient by n + 1 and the sum each to the
+    // dtype, as sub, div and add do. 257 elements: the CUDA kernel's packs and a tail.
+    Generator gen(11);
+    for (DType dt : {DType::F32, DType::F64, DType::F16, DType::BF16}) {
+        CAPTURE(dt);
+        for (int64_t n : {1, 2, 3, 7, 1000}) {
+            CAPTURE(n);
+            Tensor avg = Tensor::randn({257}, &gen).to(dt);
+            const Tensor cur =
+                Tensor::randn({257}, &gen, DType::F32, Device::cpu(), 0.5, 3.0).to(dt);
+            Tensor composite;
+            {
+                NoGradGuard no_grad;
+                composite = avg + (cur - avg) / static_cast<double>(n + 1);
+            }
+            kernels_for(avg.device()).swa_update(avg, cur, n);
+            CHECK(avg.dtype() == dt);
+            CHECK(bitwise_equal(avg, composite));
+        }
+    }
+    Tensor a = Tensor::zeros({4});
+    CHECK_THROWS_WITH_AS(kernels_for(a.device()).swa_update(a, Tensor::zeros({4}, DType::F64), 1),
+                         doctest::Contains("swa_update: average f32 [4]"), std::exception);
 }
