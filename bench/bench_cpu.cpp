@@ -242,9 +242,13 @@ json cpu_gemm(int64_t n, int threads, double scale) {
 std::vector<json> cpu_triad(int threads, double scale) {
     // DRAM: 3 x 128 MiB. "adam_working_set": 3 arrays holding as many bytes as the Adam step's
     // p, g, m, v (4 x 27,769 x 64 floats = 28.4 MB), i.e. what the last-level cache can serve.
+    // "averaging_working_set": as many bytes as an EMA or SWA update's two arrays over the
+    // example model's 1,781,506 parameters (14.3 MB; bench_averaging.cpp).
     const int64_t adam_bytes = 4 * 27769 * 64 * 4;
+    const int64_t averaging_bytes = 2 * 1781506 * 4;
     return {triad(int64_t{32} << 20, "dram", threads, scale),
-            triad(adam_bytes / 12, "adam_working_set", threads, scale)};
+            triad(adam_bytes / 12, "adam_working_set", threads, scale),
+            triad(averaging_bytes / 12, "averaging_working_set", threads, scale)};
 }
 
 std::vector<json> cpu_adam(int threads, double scale) {

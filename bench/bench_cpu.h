@@ -21,6 +21,10 @@ std::vector<nlohmann::json> cpu_overhead(int threads, double scale);
 // Adam's step time early and late in 1000 zero-gradient steps (moments going subnormal).
 nlohmann::json cpu_denormal(int threads);
 
+// bench_averaging.cpp: EMA::update and AveragedModel::update_parameters (and the three-op
+// average it replaced) on the example model's parameters, in GB/s.
+std::vector<nlohmann::json> cpu_averaging(int threads, double scale);
+
 // bench_step.cpp: the example's training step on `device` ("cpu", "cuda", "cuda:N").
 nlohmann::json example_step(const std::string& device, int threads, double scale);
 // The same step under the non-finite checks: with grads_all_finite before Adam (the text

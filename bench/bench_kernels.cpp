@@ -2,8 +2,8 @@
 // (bench/torch_micro.py measures the same things in PyTorch; bench/compare_pytorch.sh runs both).
 //
 //   bench_kernels [--device cpu|cuda] [--threads 1,2] [--sizes 256,512,1024,2048]
-//                 [--only peak,gemm,triad,adam,overhead,denormal,step,checks,attention,
-//                         checkpoint] [--quick]
+//                 [--only peak,gemm,triad,adam,averaging,overhead,denormal,step,checks,
+//                         attention,checkpoint] [--quick]
 //                 [--json FILE]
 //
 // CPU sections (each at every thread count of --threads):
@@ -19,6 +19,9 @@
 //             dense gradient (reads p, g, m, v and writes p, m, v: 28 bytes per element) and the
 //             row-sparse gradient an embedding backward leaves (ops/embedding.h: only the
 //             touched rows' gradients are read; 24 bytes per untouched element).
+//   averaging EMA::update and SWA's AveragedModel::update_parameters on the example model's
+//             1.78 M parameters (12 bytes per element each), and the three-op average SWA ran
+//             before its one-pass kernel (bench_averaging.cpp).
 //   overhead  per-op cost for tiny tensors: a + b of two [4] tensors (no grad), and a small
 //             linear forward + backward (x [4, 16], w [16, 16] + bias, sum, backward).
 //   denormal  (only when named in --only) Adam on the 27,769 x 64 table for 1000 steps with a
@@ -101,7 +104,8 @@ int main(int argc, char** argv) {
         } else {
             std::cerr << "usage: bench_kernels [--device cpu|cuda] [--threads 1,2] "
                          "[--sizes 256,512,1024,2048] [--only "
-                         "peak,gemm,triad,adam,overhead,denormal,step,checks,attention,checkpoint] "
+                         "peak,gemm,triad,adam,averaging,overhead,denormal,step,checks,attention,"
+                         "checkpoint] "
                          "[--quick] [--json FILE]\n";
             return a == "--help" || a == "-h" ? 0 : 2;
         }
@@ -128,6 +132,9 @@ int main(int argc, char** argv) {
                 if (wants(only, "adam"))
                     for (json& j : bench::cpu_adam(nt, scale))
                         report["adam"].push_back(j);
+                if (wants(only, "averaging"))
+                    for (json& j : bench::cpu_averaging(nt, scale))
+                        report["averaging"].push_back(j);
                 if (wants(only, "overhead"))
                     for (json& j : bench::cpu_overhead(nt, scale))
                         report["overhead"].push_back(j);

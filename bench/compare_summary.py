@@ -130,6 +130,20 @@ def micro(mk, tm):
             "speedup": ratio(t["ms"], a["ms"]) if t else None,
             "triad_dram_gb_per_s": triad.get(("dram", a["threads"])),
             "triad_l3_gb_per_s": triad.get(("adam_working_set", a["threads"]))})
+    # Rows of either side (PyTorch's in-place EMA and minidl's three-op SWA have no twin).
+    mv = {(v["name"], v["threads"]): v for v in mk.get("averaging", [])}
+    tv = {(v["name"], v["threads"]): v for v in tm.get("averaging", [])}
+    out["averaging"] = []
+    for key in list(mv) + [k for k in tv if k not in mv]:
+        v, t = mv.get(key), tv.get(key)
+        out["averaging"].append({
+            "name": key[0], "threads": key[1], "minidl_ms": v["ms"] if v else None,
+            "minidl_gb_per_s": v["gb_per_s"] if v else None,
+            "pytorch_ms": t["ms"] if t else None,
+            "pytorch_gb_per_s": t["gb_per_s"] if t else None,
+            "speedup": ratio(t["ms"], v["ms"]) if t and v else None,
+            "triad_dram_gb_per_s": triad.get(("dram", key[1])),
+            "triad_same_bytes_gb_per_s": triad.get(("averaging_working_set", key[1]))})
     to = {(o["name"], o["threads"]): o for o in tm.get("overhead", [])}
     out["overhead"] = []
     for o in mk.get("overhead", []):
@@ -212,6 +226,16 @@ def markdown(train, mic, machine):
                           a["pytorch_ms"], a["pytorch_gb_per_s"], a["speedup"],
                           a["triad_dram_gb_per_s"], a["triad_l3_gb_per_s"]]
                          for a in mic["adam"]]))
+        if mic.get("averaging"):
+            md += ["", "## EMA and SWA updates, the example model's 1.78 M parameters (ms; GB/s "
+                   "against the triad)", ""]
+            md.append(table(["update", "threads", "minidl ms", "minidl GB/s", "PyTorch ms",
+                             "PyTorch GB/s", "speed-up", "triad DRAM GB/s",
+                             "triad, same bytes, GB/s"],
+                            [[v["name"], str(v["threads"]), v["minidl_ms"], v["minidl_gb_per_s"],
+                              v["pytorch_ms"], v["pytorch_gb_per_s"], v["speedup"],
+                              v["triad_dram_gb_per_s"], v["triad_same_bytes_gb_per_s"]]
+                             for v in mic["averaging"]]))
         md += ["", "## Per-op overhead, tiny tensors (µs per op)", ""]
         md.append(table(["op", "threads", "minidl µs", "PyTorch µs", "speed-up"],
                         [[o["name"], str(o["threads"]), o["minidl_us"], o["pytorch_us"],

@@ -3,7 +3,8 @@
 (bench/compare_pytorch.sh puts the two reports side by side).
 
   /usr/bin/python3 bench/torch_micro.py [--threads 1,2] [--sizes 256,512,1024,2048]
-                                        [--only gemm,adam,overhead,step,attention] [--quick]
+                                        [--only gemm,adam,averaging,overhead,step,attention]
+                                        [--quick]
                                         [--json FILE]
 
 Sections (at every thread count of --threads; torch.set_num_threads):
@@ -15,6 +16,10 @@ Sections (at every thread count of --threads; torch.set_num_threads):
             writes every element either way ("grad_layout": "dense"). Bytes are counted as in
             bench_kernels (28 bytes per element dense; 24 per element + 4 per touched element)
             so the GB/s columns compare time for the same work.
+  averaging the write-up's EMA class (shadow = (1 - d) p + d shadow, then clone), the same
+            average in place (mul_, add_: "ema_in_place", a row minidl has no twin for) and
+            torch.optim.swa_utils.AveragedModel.update_parameters on the example's model (the
+            step section's), 12 bytes per parameter as bench_kernels counts them.
   denormal  (only when named in --only) 1000 zero-gradient Adam steps after a random one, step
             time early against late (first moments subnormal), without and with
             torch.set_flush_denormal(True).
@@ -223,6 +228,51 @@ class Model(nn.Module):
         return self.fc2(torch.relu(self.fc1(self.embedding(ids, offsets))))
 
 
+class WriteUpEMA:
+    """The write-up's EMA class (register, then update after each optimizer step)."""
+
+    def __init__(self, model, decay):
+        self.model, self.decay = model, decay
+        self.shadow = {n: p.data.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def update(self):
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                new_average = (1.0 - self.decay) * param.data + self.decay * self.shadow[name]
+                self.shadow[name] = new_average.clone()
+
+
+def averaging(threads, scale):
+    torch.manual_seed(3)
+    model = Model()
+    numel = sum(p.numel() for p in model.parameters())
+    nbytes = 12.0 * numel  # read the parameter and the average, write the average
+    out = []
+
+    def row(name, fn):
+        med, best, _ = time_calls(fn, 0.5 * scale, 10, 5000)
+        out.append({"name": name, "threads": threads, "numel": numel, "ms": 1e3 * med,
+                    "bytes": nbytes, "gb_per_s": nbytes / med / 1e9,
+                    "best_gb_per_s": nbytes / best / 1e9})
+        print(f"averaging {name} threads={threads}: {1e3 * med:.3f} ms", file=sys.stderr)
+
+    ema = WriteUpEMA(model, 0.999)
+    row("ema", ema.update)
+    # The same average written in place, as a performance-minded user would (timm's ModelEmaV2
+    # form without its copy): two passes, no allocation.
+    shadow = [p.detach().clone() for p in model.parameters()]
+
+    def ema_in_place():
+        with torch.no_grad():
+            for s, p in zip(shadow, model.parameters()):
+                s.mul_(0.999).add_(p, alpha=0.001)
+    row("ema_in_place", ema_in_place)
+    swa = torch.optim.swa_utils.AveragedModel(model)
+    swa.update_parameters(model)  # the first update copies; the timed ones average
+    row("swa", lambda: swa.update_parameters(model))
+    return out
+
+
 def step(threads, scale):
     torch.manual_seed(0)
     model = Model()
@@ -290,6 +340,8 @@ def main():
                 report.setdefault("gemm", []).append(gemm(n, t, scale))
         if wants("adam"):
             report.setdefault("adam", []).extend(adam(t, scale))
+        if wants("averaging"):
+            report.setdefault("averaging", []).extend(averaging(t, scale))
         if wants("overhead"):
             report.setdefault("overhead", []).extend(overhead(t, scale))
         if only and "denormal" in only:  # ~1000 steps each: on request, as in bench_kernels

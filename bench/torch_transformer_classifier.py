@@ -28,6 +28,13 @@ Spec:
   fgm    = --fgm EPS: after the clean backward, for each parameter whose Hugging Face name holds
            "word_embeddings": back up, add EPS * g / ||g|| (when ||g|| is neither 0 nor NaN),
            adversarial forward + backward accumulating into the gradients, restore; then clip, step
+  pgd    = --pgd: the reference PGD recipe (bench/torch_text_classifier.py's pgd_step) on
+           "word_embeddings", --pgd-eps 1, --pgd-alpha 0.3, --pgd-steps 3
+  freelb = --freelb: the authors' loop (zhuchen03/FreeLB run_glue_freelb.py, l2, no max norm) on
+           the word embeddings' output, replacing the clean backward: delta_0 = U(-1, 1) * mask *
+           init / sqrt(real length * hidden), K passes of (loss / K).backward() with an ascent
+           step of lr * g / ||g|| per document between them; --freelb-steps 2, --freelb-lr 0.1,
+           --freelb-init 0.6 (text_classifier's defaults)
 
 Run with Debian's PyTorch (apt-get install python3-torch libopenblas0-pthread):
   /usr/bin/python3 bench/torch_transformer_classifier.py \\
@@ -238,6 +245,29 @@ def fgm_step(model, loss_fn, eps):
             p.copy_(b)
 
 
+def freelb_step(model, ids, mask, y, steps, adv_lr, init_mag):
+    """The FreeLB authors' loop (run_glue_freelb.py, norm_type "l2", adv_max_norm 0) instead of
+    the clean forward and backward; the word embeddings' output is recomputed after each pass,
+    as the authors do."""
+    real = mask.to(torch.float32)
+    embeds = model.word_embeddings(ids)
+    dims = real.sum(1) * embeds.size(-1)
+    delta = torch.zeros_like(embeds).uniform_(-1, 1) * real.unsqueeze(2)
+    delta = (delta * (init_mag / torch.sqrt(dims)).view(-1, 1, 1)).detach()
+    total = 0.0
+    for k in range(steps):
+        delta.requires_grad_()
+        loss = F.cross_entropy(model(ids, mask, delta), y) / steps
+        total += loss.item()
+        loss.backward()
+        if k == steps - 1:
+            break
+        g = delta.grad.detach()
+        denorm = torch.clamp(torch.norm(g.view(g.size(0), -1), dim=1), min=1e-8).view(-1, 1, 1)
+        delta = (delta + adv_lr * g / denorm).detach()
+    return total
+
+
 def evaluate(model, rows, labels, batch, device):
     model.eval()
     preds = []
@@ -266,6 +296,14 @@ def main(argv=None):
     p.add_argument("--order", default="minidl", choices=["minidl", "torch"],
                    help="epoch permutation: minidl's data generator, or torch.randperm")
     p.add_argument("--fgm", type=float, default=0.0, help="FGM epsilon; 0 = off")
+    p.add_argument("--pgd", action="store_true", help="PGD on word_embeddings")
+    p.add_argument("--pgd-eps", type=float, default=1.0)
+    p.add_argument("--pgd-alpha", type=float, default=0.3)
+    p.add_argument("--pgd-steps", type=int, default=3)
+    p.add_argument("--freelb", action="store_true", help="FreeLB on the word embeddings' output")
+    p.add_argument("--freelb-steps", type=int, default=2)
+    p.add_argument("--freelb-lr", type=float, default=0.1)
+    p.add_argument("--freelb-init", type=float, default=0.6)
     p.add_argument("--max-steps", type=int, default=0,
                    help="stop after this many optimizer steps (timing); 0 = the whole run")
     p.add_argument("--eval-batch", type=int, default=64)
@@ -276,6 +314,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if not 2 <= a.max_len <= MAX_POSITIONS:
         p.error("--max-len must be in [2, %d], got %d" % (MAX_POSITIONS, a.max_len))
+    if sum([a.fgm > 0, a.pgd, a.freelb]) > 1:
+        p.error("--fgm, --pgd and --freelb are alternatives: give one")
     startup_s = bag.process_age_s()  # ready to read the data
 
     torch.set_num_threads(a.threads)
@@ -312,10 +352,11 @@ def main(argv=None):
     data_gen = MinidlGenerator(a.seed + DATA_SEED_OFFSET)
 
     t1 = time.perf_counter()
-    steps, step_s, step_n, step_len, epoch_s = 0, [], [], [], []
+    steps, step_s, step_n, step_len, epoch_s, epoch_loss = 0, [], [], [], [], []
     stopped = False
     for epoch in range(a.epochs):
         te = time.perf_counter()
+        loss_sum, loss_steps = 0.0, steps
         model.train()
         order = data_gen.randperm(len(train)) if a.order == "minidl" else \
             torch.randperm(len(train)).tolist()
@@ -325,10 +366,19 @@ def main(argv=None):
             ids, mask = pad_batch([tr_x[i] for i in idx])
             ids, mask, y = ids.to(device), mask.to(device), tr_y[idx].to(device)
             opt.zero_grad()
-            loss = F.cross_entropy(model(ids, mask), y)
-            loss.backward()
+            adv_loss = lambda: F.cross_entropy(model(ids, mask), y)  # noqa: E731
+            if a.freelb:
+                loss_sum += freelb_step(model, ids, mask, y, a.freelb_steps, a.freelb_lr,
+                                        a.freelb_init)
+            else:
+                loss = adv_loss()
+                loss.backward()
+                loss_sum += loss.item()
             if a.fgm:
-                fgm_step(model, lambda: F.cross_entropy(model(ids, mask), y), a.fgm)
+                fgm_step(model, adv_loss, a.fgm)
+            if a.pgd:
+                bag.pgd_step(model, adv_loss, a.pgd_eps, a.pgd_alpha, a.pgd_steps,
+                             "word_embeddings")
             torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
             opt.step()
             sched.step()
@@ -341,6 +391,7 @@ def main(argv=None):
                 stopped = steps < total
                 break
         epoch_s.append(time.perf_counter() - te)
+        epoch_loss.append(loss_sum / max(1, steps - loss_steps))
         if a.max_steps and steps >= a.max_steps:
             break
     t_train = time.perf_counter() - t1
@@ -360,7 +411,10 @@ def main(argv=None):
     out = {"framework": "pytorch " + torch.__version__, "model": "transformer", "device": a.device,
            "split": a.split, "train_docs": len(train), "test_docs": len(test),
            "vocab": len(vocab), "max_len": a.max_len, "epochs": a.epochs, "batch": a.batch,
-           "threads": a.threads, "order": a.order, "fgm": a.fgm, "seed": a.seed,
+           "threads": a.threads, "order": a.order, "fgm": a.fgm,
+           "pgd": [a.pgd_eps, a.pgd_alpha, a.pgd_steps] if a.pgd else None,
+           "freelb": [a.freelb_steps, a.freelb_lr, a.freelb_init] if a.freelb else None,
+           "seed": a.seed,
            "steps": steps, "total_steps": total, "lr_warmup_steps": warmup,
            "timed_steps": steps - skip, "warmup_steps_excluded": skip,
            "step_ms": 1000 * timed_s / max(1, steps - skip),
@@ -371,6 +425,7 @@ def main(argv=None):
            "mean_batch_len": sum(step_len) / max(1, len(step_len)),
            "import_s": T_IMPORTED - T_START, "startup_s": startup_s, "data_s": t_data,
            "train_s": t_train, "epoch_s": epoch_s,
+           "epoch_loss": epoch_loss,
            "test_accuracy": acc, "test_macro_f1": f1, "peak_rss_mb": rss_mb}
     print(json.dumps(out) if a.json else "\n".join("%s: %s" % kv for kv in out.items()))
     return 0
