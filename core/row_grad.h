@@ -70,12 +70,17 @@ RowSlots row_slots(const Tensor& ids, int64_t num_rows, int64_t padding_idx);
 // For a table [V, C] and its gradient g as `rows` [R] (strictly increasing) and `values` [R, C]:
 
 // The CPU's sum_squares of the dense g, bitwise: the same double accumulations in the same fixed
-// blocks of the flat index (the untouched rows add exactly +0.0), without materialising g.
+// blocks and lanes of the flat index (the untouched rows add exactly +0.0), without materialising
+// g.
 double row_sum_squares(const Tensor& rows, const Tensor& values, int64_t row_width);
 // table += alpha * g (the CPU's axpy), on the touched rows only: each touched element gets the very
 // rounding the dense kernel gives it; an untouched one is left as it is, where the dense kernel
 // writes x + alpha * 0 (the same value, except that -0.0 becomes +0.0).
 void row_axpy(double alpha, const Tensor& rows, const Tensor& values, Tensor& table);
+// AWP's element-wise bound on the touched rows: table[rows[k]] = clamp(table[rows[k]], c - |c| eps,
+// c + |c| eps) with c = center[k] ([R, C]), bitwise the ops abs, mul, sub, add and clamp on the
+// gathered rows, in one pass without temporaries.
+void row_clamp_relative(const Tensor& rows, const Tensor& center, double eps, Tensor& table);
 // Copies of the rows `rows` of `table` ([R, C]), and their restoration, bitwise.
 Tensor gather_rows(const Tensor& table, const Tensor& rows);
 void scatter_rows(const Tensor& saved, const Tensor& rows, Tensor& table);

@@ -83,8 +83,7 @@ AttackResult AWP::ascend(const AscentDirections& d) {
             // Only the touched rows move; elsewhere w = w0 and the clamp leaves w0 as it is.
             const Tensor& rows = d.rows[i];
             row_axpy(step, rows, d.grads[i], w);
-            const Tensor radius = abs(w0) * options_.adv_eps;
-            scatter_rows(clamp(gather_rows(w, rows), w0 - radius, w0 + radius), rows, w);
+            row_clamp_relative(rows, w0, options_.adv_eps, w);
             w.bump_version();  // as add_ and copy_ do
             result.perturbed = true;
             continue;

@@ -312,6 +312,41 @@ void row_axpy(double alpha, const Tensor& rows, const Tensor& values, Tensor& ta
     });
 }
 
+void row_clamp_relative(const Tensor& rows, const Tensor& center, double eps, Tensor& table) {
+    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 && center.dtype() == table.dtype() &&
+                   center.numel() == rows.numel() * table.size(1),
+               "row_clamp_relative: centres ", center.str(), " for ", rows.numel(), " rows of ",
+               table.str());
+    const int64_t C = table.size(1), R = rows.numel();
+    const int64_t* r = rows.data<int64_t>();
+    dispatch_float(table.dtype(), "row_clamp_relative", [&](auto tag) {
+        using T = decltype(tag);
+        using A = acc_t<T>;
+        const T* pc = center.raw<T>();
+        T* pt = table.raw<T>();
+        const A a = static_cast<A>(eps);
+        parallel_for(R, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(C, 1)),
+                     [&](int64_t b, int64_t e) {
+                         for (int64_t k = b; k < e; ++k) {
+                             T* w = pt + r[k] * C;
+                             const T* w0 = pc + k * C;
+                             for (int64_t c = 0; c < C; ++c) {
+                                 // abs, mul, sub, add, maximum, minimum: each rounded to T as
+                                 // the separate ops round it.
+                                 const auto x0 = static_cast<A>(w0[c]);
+                                 const auto radius = static_cast<A>(static_cast<T>(
+                                     static_cast<A>(static_cast<T>(std::abs(x0))) * a));
+                                 const auto lo = static_cast<A>(static_cast<T>(x0 - radius));
+                                 const auto hi = static_cast<A>(static_cast<T>(x0 + radius));
+                                 const auto x = static_cast<A>(w[c]);
+                                 const A above = binary_value(BinaryOp::Maximum, x, lo);
+                                 w[c] = static_cast<T>(binary_value(BinaryOp::Minimum, above, hi));
+                             }
+                         }
+                     });
+    });
+}
+
 Tensor gather_rows(const Tensor& table, const Tensor& rows) {
     MDL_ASSERT(table.device().is_cpu() && table.dim() == 2, "gather_rows: a CPU table [V, C], got ",
                table.str());

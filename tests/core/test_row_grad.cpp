@@ -12,6 +12,7 @@
 // CPU, no hooks), that zero_grad drops it, and that the attacks move only the touched rows.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <functional>
 
 #include "core/autograd.h"
@@ -489,17 +490,22 @@ TEST_CASE(
 
 TEST_CASE("core/row_grad: row_sum_squares is the dense sum of squares bitwise, across blocks") {
     // 5,000 x 7 = 35,000 elements: three of the CPU sum's fixed blocks, with rows straddling the
-    // block boundaries, and every other row touched.
+    // block boundaries and the sum's lanes, and every other row touched. 1,000 x 64: rows that
+    // start on a lane boundary (the whole-group path) in two blocks; 300 x 40: rows on and off it.
     for (DType dtype : {DType::F32, DType::F64}) {
-        CAPTURE(dtype);
-        Generator gen(21);
-        std::vector<int64_t> r;
-        for (int64_t k = 0; k < 5000; k += 2)
-            r.push_back(k);
-        const Tensor rows = Tensor::from_vector(r, {static_cast<int64_t>(r.size())});
-        const Tensor values =
-            Tensor::randn({static_cast<int64_t>(r.size()), 7}, &gen).to(dtype) * 3.0;
-        const Tensor dense = densify(RowGrad{rows, values}, {5000, 7});
-        CHECK(row_sum_squares(rows, values, 7) == cpu_kernels().sum_squares({dense}));
+        for (const auto [num_rows, width, stride] :
+             {std::array<int64_t, 3>{5000, 7, 2}, {1000, 64, 3}, {300, 40, 1}}) {
+            CAPTURE(dtype);
+            CAPTURE(width);
+            Generator gen(21);
+            std::vector<int64_t> r;
+            for (int64_t k = 0; k < num_rows; k += stride)
+                r.push_back(k);
+            const Tensor rows = Tensor::from_vector(r, {static_cast<int64_t>(r.size())});
+            const Tensor values =
+                Tensor::randn({static_cast<int64_t>(r.size()), width}, &gen).to(dtype) * 3.0;
+            const Tensor dense = densify(RowGrad{rows, values}, {num_rows, width});
+            CHECK(row_sum_squares(rows, values, width) == cpu_kernels().sum_squares({dense}));
+        }
     }
 }
