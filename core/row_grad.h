@@ -77,6 +77,13 @@ double row_sum_squares(const Tensor& rows, const Tensor& values, int64_t row_wid
 // rounding the dense kernel gives it; an untouched one is left as it is, where the dense kernel
 // writes x + alpha * 0 (the same value, except that -0.0 becomes +0.0).
 void row_axpy(double alpha, const Tensor& rows, const Tensor& values, Tensor& table);
+// PGD's projection on the touched rows, center [R, C] being their values before the attack:
+// row_distance_sum_squares is sum_squares of the dense table - center (zero elsewhere), bitwise
+// (the difference rounded to the dtype, then row_sum_squares' order), and row_project sets
+// table[rows[k]] = center[k] + (table[rows[k]] - center[k]) * scale with the sub, mul and add ops'
+// roundings. Neither allocates.
+double row_distance_sum_squares(const Tensor& rows, const Tensor& center, const Tensor& table);
+void row_project(const Tensor& rows, const Tensor& center, double scale, Tensor& table);
 // AWP's element-wise bound on the touched rows: table[rows[k]] = clamp(table[rows[k]], c - |c| eps,
 // c + |c| eps) with c = center[k] ([R, C]), bitwise the ops abs, mul, sub, add and clamp on the
 // gathered rows, in one pass without temporaries.

@@ -93,11 +93,10 @@ void PGD::project(size_t i) {
     const Tensor& e0 = selection_.backed_up_value(i);
     if (const Tensor& rows = selection_.backed_up_rows(i); rows.defined()) {
         // Only these rows have moved: elsewhere E - E0 is +0.0, which adds nothing to the norm
-        // (row_sum_squares keeps the dense order) and leaves E0 + 0 * c = E.
-        const Tensor r = gather_rows(p, rows) - e0;
-        const double norm = std::sqrt(row_sum_squares(rows, r, p.size(1)));
+        // (row_distance_sum_squares keeps the dense order) and leaves E0 + 0 * c = E.
+        const double norm = std::sqrt(row_distance_sum_squares(rows, e0, p));
         if (norm > options_.epsilon) {
-            scatter_rows(e0 + r * (options_.epsilon / norm), rows, p);
+            row_project(rows, e0, options_.epsilon / norm, p);
             p.bump_version();
         }
         return;

@@ -312,6 +312,37 @@ void row_axpy(double alpha, const Tensor& rows, const Tensor& values, Tensor& ta
     });
 }
 
+void row_project(const Tensor& rows, const Tensor& center, double scale, Tensor& table) {
+    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 && center.dtype() == table.dtype() &&
+                   center.numel() == rows.numel() * table.size(1),
+               "row_project: centres ", center.str(), " for ", rows.numel(), " rows of ",
+               table.str());
+    const int64_t C = table.size(1), R = rows.numel();
+    const int64_t* r = rows.data<int64_t>();
+    dispatch_float(table.dtype(), "row_project", [&](auto tag) {
+        using T = decltype(tag);
+        using A = acc_t<T>;
+        const T* pc = center.raw<T>();
+        T* pt = table.raw<T>();
+        const A a = static_cast<A>(scale);
+        parallel_for(R, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(C, 1)),
+                     [&](int64_t b, int64_t e) {
+                         for (int64_t k = b; k < e; ++k) {
+                             T* w = pt + r[k] * C;
+                             const T* w0 = pc + k * C;
+                             for (int64_t c = 0; c < C; ++c) {
+                                 // sub, mul, add: each rounded to T as the separate ops round it.
+                                 const auto x0 = static_cast<A>(w0[c]);
+                                 const auto diff =
+                                     static_cast<A>(static_cast<T>(static_cast<A>(w[c]) - x0));
+                                 const auto step = static_cast<A>(static_cast<T>(diff * a));
+                                 w[c] = static_cast<T>(x0 + step);
+                             }
+                         }
+                     });
+    });
+}
+
 void row_clamp_relative(const Tensor& rows, const Tensor& center, double eps, Tensor& table) {
     MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 && center.dtype() == table.dtype() &&
                    center.numel() == rows.numel() * table.size(1),

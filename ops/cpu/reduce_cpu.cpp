@@ -17,6 +17,7 @@
 
 namespace minidl {
 
+using cpu::acc_t;
 using cpu::dispatch_float;
 
 namespace {
@@ -179,47 +180,76 @@ double CpuKernels::sum_squares(const std::vector<Tensor>& xs) {
     return total;
 }
 
-// sum_squares of the dense [V, C] gradient from its touched rows: blocked_sum's blocks of the flat
-// index, each element added to its lane (flat % kLanes) in index order, a block's lanes folded in
-// lane order, the block sums combined in block order. Elements without a touched row would add
-// exactly +0.0 to their lane (lanes start at +0.0 and squares are never negative), which changes
-// no sum, so skipping them leaves every rounding the same.
+namespace {
+
+// sum_squares of a dense [V, C] tensor that is zero outside the rows `rows` ([R], increasing),
+// whose row k holds value(k, c): blocked_sum's blocks of the flat index, each element added to its
+// lane (flat % kLanes) in index order, a block's lanes folded in lane order, the block sums
+// combined in block order. Elements outside the rows would add exactly +0.0 to their lane (lanes
+// start at +0.0 and squares are never negative), which changes no sum, so skipping them leaves
+// every rounding the same.
+template <typename T, typename Value>
+double rows_sum_squares(const int64_t* rows, int64_t R, int64_t C, const Value& value) {
+    double total = 0;
+    double lane[kLanes] = {};
+    int64_t block = -1;
+    for (int64_t k = 0; k < R; ++k) {
+        const int64_t first = rows[k] * C;  // the row's flat index in the dense tensor
+        // The row in runs that stay inside one block of the dense sum.
+        for (int64_t c = 0; c < C;) {
+            const int64_t flat = first + c;
+            const int64_t run_block = flat / kSumBlock;
+            const int64_t run = std::min(C - c, (run_block + 1) * kSumBlock - flat);
+            if (run_block != block) {  // the next block: its lanes join the total
+                total += fold_lanes(lane);
+                std::fill_n(lane, kLanes, 0.0);
+                block = run_block;
+            }
+            int64_t j = 0;
+            if (flat % kLanes == 0)  // lane-aligned (a width of 64 always is): whole groups
+                for (; j + kLanes <= run; j += kLanes)
+                    for (int64_t l = 0; l < kLanes; ++l)
+                        lane[l] += squared(static_cast<T>(value(k, c + j + l)));
+            for (; j < run; ++j)
+                lane[(flat + j) % kLanes] += squared(static_cast<T>(value(k, c + j)));
+            c += run;
+        }
+    }
+    return total + fold_lanes(lane);
+}
+
+}  // namespace
+
 double row_sum_squares(const Tensor& rows, const Tensor& values, int64_t row_width) {
     MDL_ASSERT(rows.device().is_cpu() && values.device().is_cpu(),
                "row_sum_squares: row-sparse gradients live on the CPU");
-    const int64_t* r = rows.data<int64_t>();
-    const int64_t R = rows.numel();
-    const int64_t C = row_width;
     double total = 0;
     dispatch_float(values.dtype(), "row_sum_squares", [&](auto tag) {
         using T = decltype(tag);
         const T* v = values.raw<T>();
-        double lane[kLanes] = {};
-        int64_t block = -1;
-        for (int64_t k = 0; k < R; ++k) {
-            const T* row = v + k * C;
-            const int64_t first = r[k] * C;  // the row's flat index in the dense table
-            // The row in runs that stay inside one block of the dense sum.
-            for (int64_t c = 0; c < C;) {
-                const int64_t flat = first + c;
-                const int64_t run_block = flat / kSumBlock;
-                const int64_t run = std::min(C - c, (run_block + 1) * kSumBlock - flat);
-                if (run_block != block) {  // the next block: its lanes join the total
-                    total += fold_lanes(lane);
-                    std::fill_n(lane, kLanes, 0.0);
-                    block = run_block;
-                }
-                int64_t j = 0;
-                if (flat % kLanes == 0)  // lane-aligned (a width of 64 always is): whole groups
-                    for (; j + kLanes <= run; j += kLanes)
-                        for (int64_t l = 0; l < kLanes; ++l)
-                            lane[l] += squared(row[c + j + l]);
-                for (; j < run; ++j)
-                    lane[(flat + j) % kLanes] += squared(row[c + j]);
-                c += run;
-            }
-        }
-        total += fold_lanes(lane);
+        total = rows_sum_squares<T>(rows.data<int64_t>(), rows.numel(), row_width,
+                                    [&](int64_t k, int64_t c) { return v[k * row_width + c]; });
+    });
+    return total;
+}
+
+double row_distance_sum_squares(const Tensor& rows, const Tensor& center, const Tensor& table) {
+    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 && center.dtype() == table.dtype() &&
+                   center.numel() == rows.numel() * table.size(1),
+               "row_distance_sum_squares: centres ", center.str(), " for ", rows.numel(),
+               " rows of ", table.str());
+    const int64_t C = table.size(1);
+    const int64_t* r = rows.data<int64_t>();
+    double total = 0;
+    dispatch_float(table.dtype(), "row_distance_sum_squares", [&](auto tag) {
+        using T = decltype(tag);
+        using A = acc_t<T>;
+        const T* pt = table.raw<T>();
+        const T* pc = center.raw<T>();
+        // The difference rounded to T, as the sub op rounds it.
+        total = rows_sum_squares<T>(r, rows.numel(), C, [&](int64_t k, int64_t c) {
+            return static_cast<T>(static_cast<A>(pt[r[k] * C + c]) - static_cast<A>(pc[k * C + c]));
+        });
     });
     return total;
 }
