@@ -312,8 +312,9 @@ ncclConfig_t nonblocking_config() {
     return config;
 }
 
-// Polls a freshly created non-blocking communicator until it is ready.
-void wait_ready(ncclComm_t comm, int device, Clock::time_point deadline, const char* who) {
+// Polls a freshly created non-blocking communicator until it is ready. On failure it aborts the
+// communicator and sets comm to nullptr, so that no owner aborts it a second time.
+void wait_ready(ncclComm_t& comm, int device, Clock::time_point deadline, const char* who) {
     cuda::DeviceGuard guard(device);
     int polls = 0;
     for (;;) {
@@ -322,6 +323,7 @@ void wait_ready(ncclComm_t comm, int device, Clock::time_point deadline, const c
         if (rc == ncclSuccess && state == ncclSuccess) return;
         if (rc != ncclSuccess || state != ncclInProgress || Clock::now() >= deadline) {
             ncclCommAbort(comm);
+            comm = nullptr;
             throw CommError(detail::concat(
                 "nccl::", who, ": creating the communicator on cuda:", device, " failed: ",
                 rc != ncclSuccess

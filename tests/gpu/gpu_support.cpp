@@ -52,17 +52,6 @@ Tensor ids_cpu(int64_t count, int64_t range, uint64_t seed) {
     return Tensor::from_vector(v, {count});
 }
 
-Tensor nan_filled(const Shape& shape, DType dtype, Device device) {
-    Tensor t = Tensor::empty(shape, dtype, Device::cpu());
-    if (dtype == DType::I64) {
-        int64_t* p = t.data<int64_t>();
-        std::fill(p, p + t.numel(), kPoisonI64);
-    } else {
-        t.fill_(std::numeric_limits<double>::quiet_NaN());
-    }
-    return device == Device::cpu() ? t : t.to(device);
-}
-
 namespace {
 
 std::vector<Tensor> on_gpu(const std::vector<Tensor>& tensors) {

@@ -21,6 +21,7 @@
 #include "core/kernels.h"
 #include "core/tensor.h"
 #include "tests/support/compare.h"
+#include "tests/support/poison.h"
 
 namespace minidl::gpu_test {
 
@@ -57,13 +58,10 @@ Tensor random_cpu(const Shape& shape, DType dtype, uint64_t seed, double low = -
 // I64 values uniform on [0, range).
 Tensor ids_cpu(int64_t count, int64_t range, uint64_t seed);
 
-// An output buffer for a kernel that must write every element of it. Tensor::empty holds
-// whatever the allocator had, and run_both gives the CPU and the GPU the same bytes, so a kernel
-// that skipped elements would still compare equal (garbage against the same garbage). Floating
-// tensors are filled with NaN, I64 tensors with kPoisonI64: an element a kernel forgot then
-// differs from the other device's written value.
-constexpr int64_t kPoisonI64 = 0x7f7f7f7f7f7f7f7f;
-Tensor nan_filled(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
+// Output buffers for kernels that must write every element (tests/support/poison.h): NaN, or
+// kPoisonI64 for I64, so that a skipped element differs from the other device's written value.
+using test::kPoisonI64;
+using test::nan_filled;
 
 // Runs fn(kernels, tensors) once with the CPU table on clones of `tensors` and once with the CUDA
 // table on copies on gpu(), then brings the GPU tensors back to the host. Undefined tensors stay
