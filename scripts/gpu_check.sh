@@ -3,7 +3,8 @@
 # machine's lease (15 minutes, its start-up included): the default set takes about 4 minutes on
 # an H200 and prints each step's time and one summary.
 #
-#   scripts/gpu_check.sh [--steps env,suite,example,bench,sanitizer] [--dry-run] [--list]
+#   scripts/gpu_check.sh [--steps env,suite,example,bench,sanitizer] [--budget SECONDS] [--dry-run]
+#                        [--list]
 #
 # Steps (default: env,suite,example,bench,sanitizer):
 #   env        nvidia-smi, the driver's CUDA version, nvcc, PyTorch, compute-sanitizer, and where
@@ -19,6 +20,9 @@
 #   sanitizer  compute-sanitizer memcheck over one epoch of the sample (FGM + AMP f16), racecheck
 #              over the shared-memory kernels' tests
 #   cpu        not default: the example on 2 pinned cores against this machine's PyTorch
+# --budget (default 240 s) bounds the whole check: each command runs under the smaller of its own
+# limit and the time left, and a command that finds less than 10 s left is not started (reported
+# as a FAIL, never as a pass), so a hung step cannot eat the lease.
 # --dry-run runs the whole procedure on a machine without a GPU (CI does): it checks what travels
 # (.gpu/ and the checkout, against the 64 MiB limit), the binaries' libraries, the plan of each
 # step with its command, and writes the summary; nothing is executed on a device.
@@ -31,15 +35,19 @@ ROOT=$PWD
 BUNDLE=$ROOT/.gpu
 STEPS=env,suite,example,bench,sanitizer
 DRY=0
+BUDGET=240
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) STEPS=$2; shift 2 ;;
     --steps=*) STEPS=${1#--steps=}; shift ;;
+    --budget) BUDGET=$2; shift 2 ;;
+    --budget=*) BUDGET=${1#--budget=}; shift ;;
     --dry-run) DRY=1; shift ;;
-    --list) sed -n '/^# Steps/,/^# --dry-run/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "gpu_check: unknown argument $1 (--steps LIST, --dry-run, --list)" >&2; exit 2 ;;
+    --list) sed -n '/^# Steps/,/^# --budget/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_check: unknown argument $1 (--steps LIST, --budget SECONDS, --dry-run, --list)" >&2; exit 2 ;;
   esac
 done
+case $BUDGET in '' | *[!0-9]*) echo "gpu_check: --budget takes whole seconds, got '$BUDGET'" >&2; exit 2 ;; esac
 LOGS=${OUT:-$ROOT/build-gpu/gpu_check}
 mkdir -p "$LOGS"
 SUMMARY=$LOGS/summary.txt
@@ -47,6 +55,7 @@ SUMMARY=$LOGS/summary.txt
 START=$(date +%s)
 PY=${PYTHON:-python3}
 FAILS=0
+PLANNED=0  # the dry run's sum of the commands' own limits: the worst case without the budget
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
 wants() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -57,8 +66,16 @@ run() {
   shift 2
   if [ $DRY = 1 ]; then
     say "  [plan] $name (limit ${limit}s): $*"
+    PLANNED=$((PLANNED + limit))
     return 0
   fi
+  local left=$((START + BUDGET - $(date +%s)))
+  if [ $left -lt 10 ]; then
+    say "  [FAIL] $name not started: ${left}s of the ${BUDGET}s budget left"
+    FAILS=$((FAILS + 1))
+    return 124
+  fi
+  [ $left -lt "$limit" ] && limit=$left
   local t0=$(date +%s)
   timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
@@ -74,7 +91,7 @@ run() {
 json_field() { "$PY" -c "import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(d.get(sys.argv[2], 'n/a'))" "$1" "$2" 2>/dev/null || echo n/a; }
 step_time() { say "   ($1: $(($(date +%s) - $2)) s)"; }
 
-say "== minidl GPU check, $(date -u +%FT%TZ)$([ $DRY = 1 ] && echo ', DRY RUN (no device steps)'); steps $STEPS =="
+say "== minidl GPU check, $(date -u +%FT%TZ)$([ $DRY = 1 ] && echo ', DRY RUN (no device steps)'); steps $STEPS; budget ${BUDGET}s =="
 
 # ---- libraries: the bundle's own, the CUDA toolkit's, and those PyTorch's wheels ship ----------
 # The pip wheels (nvidia-cublas, nvidia-nccl-cu13, ...) are where a GPU machine without a full
@@ -195,6 +212,11 @@ if wants env; then
 fi
 
 # ---- build (only when asked: the bundle is the default) -------------------------------------------
+if [ $DRY = 1 ] && ! wants build; then
+  say "-- build: not in this set (the binaries travel prebuilt in .gpu/); --steps build,... would run:"
+  say "    cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DMINIDL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DMINIDL_MPI=OFF [-DCMAKE_PREFIX_PATH=.deps]"
+  say "    cmake --build build-gpu -j\$(nproc) --target minidl_gpu_tests text_classifier bench_kernels"
+fi
 if wants build; then
   t0=$(date +%s)
   say "-- build (sm_90, no MPI, the three targets)"
@@ -299,5 +321,8 @@ if wants cpu; then
   step_time cpu "$t0"
 fi
 
-say "== done in $(($(date +%s) - START)) s: $FAILS failure(s); logs in $LOGS =="
+if [ $DRY = 1 ]; then
+  say "-- the commands' own limits add up to ${PLANNED}s; the budget of ${BUDGET}s cuts the check there"
+fi
+say "== done in $(($(date +%s) - START)) s of the ${BUDGET}s budget: $FAILS failure(s); logs in $LOGS =="
 [ $FAILS = 0 ]
