@@ -241,7 +241,7 @@ if wants suite; then
   t0=$(date +%s)
   say "-- GPU suite (minidl_gpu_tests)"
   run gpu_tests 150 "$BIN_TESTS"
-  if [ $DRY = 0 ]; then
+  if [ $DRY = 0 ] && [ -f "$LOGS/gpu_tests.log" ]; then
     say "  $(grep -E '^\[doctest\] (test cases|assertions)' "$LOGS/gpu_tests.log" | tr -s ' ' | tr '\n' ' ')"
     # Each failing case by name (doctest prints "TEST CASE:  name" before its failures' "ERROR:").
     awk '/^TEST CASE:/ {sub(/^TEST CASE: */, ""); tc = $0} / ERROR: / {print "    failed: " tc}' \
@@ -300,7 +300,7 @@ if wants sanitizer; then
   run racecheck 90 compute-sanitizer --tool racecheck --error-exitcode 1 --print-limit 20 \
     "$BIN_TESTS" -tc='*softmax*,*layer_norm*,*reduce*'
   if [ $DRY = 0 ]; then
-    for t in memcheck racecheck; do say "    $t: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/$t.log" | tail -1)"; done
+    for t in memcheck racecheck; do say "    $t: $(grep -s -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/$t.log" | tail -1)"; done
   fi
   step_time sanitizer "$t0"
 fi
