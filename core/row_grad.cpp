@@ -2,6 +2,7 @@
 // are the dense path's, bit for bit).
 #include "core/row_grad.h"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <vector>
@@ -25,6 +26,18 @@ RowGrad merge_rows(const RowGrad& a, const RowGrad& b) {
     const int64_t C = a.values.shape()[1];
     const int64_t* pa = a.rows.data<int64_t>();
     const int64_t* pb = b.rows.data<int64_t>();
+    if (ra == rb && std::equal(pa, pa + ra, pb)) {
+        // The same rows (an attack's second pass over the batch): the union is a's rows, shared
+        // (row lists are never written after they are made), and the values add element by
+        // element, as below.
+        RowGrad out{a.rows, Tensor::empty({ra, C}, a.values.dtype(), a.values.device())};
+        const T* va = a.values.data<T>();
+        const T* vb = b.values.data<T>();
+        T* vo = out.values.data<T>();
+        for (int64_t i = 0; i < ra * C; ++i)
+            vo[i] = va[i] + vb[i];
+        return out;
+    }
     std::vector<int64_t> rows;
     rows.reserve(static_cast<size_t>(ra + rb));
     for (int64_t i = 0, j = 0; i < ra || j < rb;) {
