@@ -47,8 +47,9 @@ void set_device(int index);
 
 // Host-blocking synchronisations performed by the CUDA backend since the process started, from
 // every thread: stream and device synchronisations, device-to-host reads (each ends in a wait),
-// host-to-device copies (they wait for the staging of pageable memory), waits for NCCL
-// collectives, cudaFree (it waits for the device), and the per-launch waits of MINIDL_CUDA_SYNC=1.
+// host-to-device copies over 1 MiB (smaller ones go through pinned staging slots and wait only
+// when the slot's copy of 16 copies ago has not run yet), waits for NCCL collectives, cudaFree
+// (it waits for the device), and the per-launch waits of MINIDL_CUDA_SYNC=1.
 // 0 in a build without CUDA. Each is a point where the CPU stops queueing work for the GPU.
 uint64_t host_syncs();
 const SyncCounter& host_sync_counter();

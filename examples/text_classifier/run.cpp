@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/check.h"
 #include "core/comm.h"
 #include "core/parallel.h"
@@ -256,6 +257,9 @@ RunResult run_training(const RunOptions& opt, const PreparedData* prepared) {
         }
         write_file_atomic((fs::path(o.out_dir) / "run.json").string(), record.dump(2) + "\n");
     }
+    // A checked wait for the device before reporting success: a fault in the last kernels queued
+    // would otherwise surface nowhere (the process exits without waiting for them).
+    if (trainer.device().is_cuda()) minidl::cuda::synchronize(trainer.device().index);
     return result;
 }
 

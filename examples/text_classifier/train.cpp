@@ -81,6 +81,10 @@ Trainer::Trainer(TrainConfig config, const PreparedData& data, const std::string
     // --distributed on GPUs: rank k of a machine drives its k-th GPU (unless --device cuda:N).
     if (config_.distributed && device_.is_cuda() && config_.device == "cuda")
         device_ = Device::cuda(minidl::launch_local_rank() % minidl::cuda::device_count());
+    // A rank drives one GPU: it becomes this thread's device before anything is allocated there,
+    // so that no device guard ever switches the process back to GPU 0 (and creates a context on
+    // it in every rank).
+    if (config_.distributed && device_.is_cuda()) minidl::cuda::set_device(device_.index);
     model_->to(device_);
     if (config_.replicas > 1) {  // replica r on the r-th device from --device on
         std::vector<Device> devices;
