@@ -17,7 +17,9 @@
 #include <math_constants.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
+#include <utility>
 
 #include "core/check.h"
 #include "core/dtype.h"
@@ -113,6 +115,42 @@ __device__ __forceinline__ int64_t global_thread() {
 }
 __device__ __forceinline__ int64_t grid_stride() {
     return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// ---- packed passes
+// --------------------------------------------------------------------------------
+
+// Memory-bound passes move V consecutive elements per access when every pointer is aligned to
+// V elements: one 16-byte load or store instead of V narrow ones (V = 16 / sizeof(T): 4 floats,
+// 2 doubles, 8 halves). Thread k takes pack k (a grid-stride loop over n / V packs); the last
+// n % V elements, and every element of a pass whose pointers are not aligned (a view that starts
+// mid-block), go one by one.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+    T v[V];
+};
+
+inline bool aligned_for(const void* p, size_t bytes) {
+    return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// launch(std::integral_constant<int, V>{}) with V = 16 / widest when every (pointer, element
+// size) is aligned to V of its elements, else with V = 1.
+template <typename Launch>
+void launch_packed16(size_t widest, std::initializer_list<std::pair<const void*, size_t>> pointers,
+                     const Launch& launch) {
+    bool packed = true;
+    for (const auto& [ptr, elem] : pointers)
+        packed = packed && aligned_for(ptr, elem * (16 / widest));
+    if (!packed) {
+        launch(std::integral_constant<int, 1>{});
+    } else if (widest == 8) {
+        launch(std::integral_constant<int, 2>{});
+    } else if (widest == 4) {
+        launch(std::integral_constant<int, 4>{});
+    } else {
+        launch(std::integral_constant<int, 8>{});
+    }
 }
 
 // ---- math in the accumulation type --------------------------------------------------------------

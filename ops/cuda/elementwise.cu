@@ -9,12 +9,15 @@
 //   sum_to           out = x summed over the dims where out (right-aligned) has size 1
 //   axpy             y += alpha x
 //
-// Strategy: one thread per output element, grid-stride loops, coalesced stores; outputs may alias
-// inputs (x.mul_(s) runs unary(x, x)), so no __restrict__ on elementwise pointers. Broadcast
-// shapes are first collapsed (adjacent dims that broadcast the same way merge), so the common
-// cases run with one or two dims of index arithmetic. sum_to maps onto the [outer, n, inner] sum
-// of reduce.cu when the summed dims are one contiguous group (bias gradients, full sums), and
-// otherwise on a kernel that gives each output element one thread looping over its inputs.
+// Strategy: grid-stride loops, coalesced stores; the contiguous kernels (unary, its backward,
+// binary on same shapes or with a scalar, axpy) move 16 bytes per access when the pointers are
+// aligned (cuda_common.cuh, launch_packed16), the broadcast kernel one element per thread with
+// 32-bit index arithmetic below 2^32 elements. Outputs may alias inputs (x.mul_(s) runs unary(x,
+// x)), so no __restrict__ on elementwise pointers. Broadcast shapes are first collapsed (adjacent
+// dims that broadcast the same way merge), so the common cases run with one or two dims of index
+// arithmetic. sum_to maps onto the [outer, n, inner] sum of reduce.cu when the summed dims are one
+// contiguous group (bias gradients, full sums), and otherwise on a kernel that gives each output
+// element one thread looping over its inputs.
 #include <cmath>
 
 #include "ops/cuda/cuda_common.cuh"
@@ -146,30 +149,81 @@ __device__ __forceinline__ A binary_value(BinaryOp op, A a, A b) {
 
 // The op is a kernel argument, not a template parameter: the switch is uniform across the grid
 // (no divergence), and one kernel per dtype keeps the build small.
-template <typename T>
+// The contiguous kernels take packs of V elements (cuda_common.cuh: 16-byte accesses when the
+// pointers allow, V = 1 otherwise); an output may alias an input, which a pack reads whole before
+// it writes.
+template <typename T, int V>
 __global__ void unary_elementwise_kernel(const T* x, T* y, int64_t n, UnaryOp op, acc_t<T> alpha) {
     using A = acc_t<T>;
-    for (int64_t i = global_thread(); i < n; i += grid_stride())
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
+        const Pack<T, V> xp = reinterpret_cast<const Pack<T, V>*>(x)[k];
+        Pack<T, V> yp;
+#pragma unroll
+        for (int l = 0; l < V; ++l)
+            yp.v[l] = convert<T>(unary_value<A>(op, convert<A>(xp.v[l]), alpha));
+        reinterpret_cast<Pack<T, V>*>(y)[k] = yp;
+    }
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride())
         y[i] = convert<T>(unary_value<A>(op, convert<A>(x[i]), alpha));
 }
 
-template <typename T>
+// x and y may be null (the op's gradient does not read them): they read as 0.
+template <typename T, int V>
 __global__ void unary_backward_elementwise_kernel(const T* x, const T* y, const T* gy, T* gx,
                                                   int64_t n, UnaryOp op, acc_t<T> alpha) {
     using A = acc_t<T>;
-    for (int64_t i = global_thread(); i < n; i += grid_stride()) {
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
+        Pack<T, V> xp, yp;
+        if (x) xp = reinterpret_cast<const Pack<T, V>*>(x)[k];
+        if (y) yp = reinterpret_cast<const Pack<T, V>*>(y)[k];
+        const Pack<T, V> gyp = reinterpret_cast<const Pack<T, V>*>(gy)[k];
+        Pack<T, V> gxp;
+#pragma unroll
+        for (int l = 0; l < V; ++l) {
+            const A xv = x ? convert<A>(xp.v[l]) : A(0);
+            const A yv = y ? convert<A>(yp.v[l]) : A(0);
+            gxp.v[l] = convert<T>(unary_grad<A>(op, xv, yv, convert<A>(gyp.v[l]), alpha));
+        }
+        reinterpret_cast<Pack<T, V>*>(gx)[k] = gxp;
+    }
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride()) {
         const A xv = x ? convert<A>(x[i]) : A(0);
         const A yv = y ? convert<A>(y[i]) : A(0);
         gx[i] = convert<T>(unary_grad<A>(op, xv, yv, convert<A>(gy[i]), alpha));
     }
 }
 
-// out[i] = a[i * a_step] (op) b[i * b_step], steps 0 or 1: same shapes, or one scalar operand.
-template <typename T>
+// out[i] = a[i * a_step] (op) b[i * b_step], steps 0 or 1: same shapes, or one scalar operand
+// (read once per pack).
+template <typename T, int V>
 __global__ void binary_flat_kernel(const T* a, int64_t a_step, const T* b, int64_t b_step, T* out,
                                    int64_t n, BinaryOp op) {
     using A = acc_t<T>;
-    for (int64_t i = global_thread(); i < n; i += grid_stride())
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
+        Pack<T, V> ap, bp, op_out;
+        if (a_step) {
+            ap = reinterpret_cast<const Pack<T, V>*>(a)[k];
+        } else {
+#pragma unroll
+            for (int l = 0; l < V; ++l)
+                ap.v[l] = a[0];
+        }
+        if (b_step) {
+            bp = reinterpret_cast<const Pack<T, V>*>(b)[k];
+        } else {
+#pragma unroll
+            for (int l = 0; l < V; ++l)
+                bp.v[l] = b[0];
+        }
+#pragma unroll
+        for (int l = 0; l < V; ++l)
+            op_out.v[l] = convert<T>(binary_value<A>(op, convert<A>(ap.v[l]), convert<A>(bp.v[l])));
+        reinterpret_cast<Pack<T, V>*>(out)[k] = op_out;
+    }
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride())
         out[i] =
             convert<T>(binary_value<A>(op, convert<A>(a[i * a_step]), convert<A>(b[i * b_step])));
 }
@@ -182,17 +236,21 @@ struct BroadcastGeometry {
     int64_t b_stride[kMaxDims];
 };
 
-template <typename T>
+// The multi-index is taken apart in I: 32-bit unsigned when out has fewer than 2^32 elements (a
+// 32-bit division is several times cheaper than a 64-bit one), int64_t otherwise.
+template <typename T, typename I>
 __global__ void binary_broadcast_kernel(const T* a, const T* b, T* out, BroadcastGeometry g,
                                         int64_t n, BinaryOp op) {
     using A = acc_t<T>;
     for (int64_t i = global_thread(); i < n; i += grid_stride()) {
-        int64_t rem = i, oa = 0, ob = 0;
+        I rem = static_cast<I>(i);
+        int64_t oa = 0, ob = 0;
         for (int d = g.nd - 1; d >= 0; --d) {
-            const int64_t idx = rem % g.shape[d];
-            rem /= g.shape[d];
-            oa += idx * g.a_stride[d];
-            ob += idx * g.b_stride[d];
+            const I size = static_cast<I>(g.shape[d]);
+            const I idx = rem % size;
+            rem /= size;
+            oa += static_cast<int64_t>(idx) * g.a_stride[d];
+            ob += static_cast<int64_t>(idx) * g.b_stride[d];
         }
         out[i] = convert<T>(binary_value<A>(op, convert<A>(a[oa]), convert<A>(b[ob])));
     }
@@ -229,10 +287,19 @@ __global__ void sum_to_gather_kernel(const T* __restrict__ x, T* __restrict__ ou
     }
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void axpy_elementwise_kernel(acc_t<T> alpha, const T* x, T* y, int64_t n) {
     using A = acc_t<T>;
-    for (int64_t i = global_thread(); i < n; i += grid_stride())
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
+        const Pack<T, V> xp = reinterpret_cast<const Pack<T, V>*>(x)[k];
+        Pack<T, V> yp = reinterpret_cast<Pack<T, V>*>(y)[k];
+#pragma unroll
+        for (int l = 0; l < V; ++l)
+            yp.v[l] = convert<T>(convert<A>(yp.v[l]) + alpha * convert<A>(xp.v[l]));
+        reinterpret_cast<Pack<T, V>*>(y)[k] = yp;
+    }
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride())
         y[i] = convert<T>(convert<A>(y[i]) + alpha * convert<A>(x[i]));
 }
 
@@ -291,9 +358,14 @@ void CudaKernels::unary(UnaryOp op, const Tensor& x, Tensor& y, double alpha) {
     cuda::DeviceGuard guard(dev);
     dispatch_float(x.dtype(), "unary", [&](auto tag) {
         using T = decltype(tag);
-        unary_elementwise_kernel<T><<<grid_for(n), kBlock, 0, cuda::stream(dev)>>>(
-            x.raw<const T>(), y.raw<T>(), n, op, static_cast<acc_t<T>>(alpha));
-        MDL_CUDA_LAUNCH_CHECK();
+        launch_packed16(
+            sizeof(T), {{x.data_ptr(), sizeof(T)}, {y.data_ptr(), sizeof(T)}}, [&](auto v) {
+                constexpr int V = decltype(v)::value;
+                unary_elementwise_kernel<T, V>
+                    <<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
+                        x.raw<const T>(), y.raw<T>(), n, op, static_cast<acc_t<T>>(alpha));
+                MDL_CUDA_LAUNCH_CHECK();
+            });
     });
 }
 
@@ -307,9 +379,19 @@ void CudaKernels::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, c
         using T = decltype(tag);
         const T* px = x.defined() ? x.raw<const T>() : nullptr;
         const T* py = y.defined() ? y.raw<const T>() : nullptr;
-        unary_backward_elementwise_kernel<T><<<grid_for(n), kBlock, 0, cuda::stream(dev)>>>(
-            px, py, gy.raw<const T>(), gx.raw<T>(), n, op, static_cast<acc_t<T>>(alpha));
-        MDL_CUDA_LAUNCH_CHECK();
+        launch_packed16(sizeof(T),
+                        {{px, sizeof(T)},
+                         {py, sizeof(T)},
+                         {gy.data_ptr(), sizeof(T)},
+                         {gx.data_ptr(), sizeof(T)}},
+                        [&](auto v) {
+                            constexpr int V = decltype(v)::value;
+                            unary_backward_elementwise_kernel<T, V>
+                                <<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
+                                    px, py, gy.raw<const T>(), gx.raw<T>(), n, op,
+                                    static_cast<acc_t<T>>(alpha));
+                            MDL_CUDA_LAUNCH_CHECK();
+                        });
     });
 }
 
@@ -324,13 +406,27 @@ void CudaKernels::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& 
         const bool a_full = a.numel() == n, b_full = b.numel() == n;
         if ((a_full || a.numel() == 1) && (b_full || b.numel() == 1)) {
             // Same number of elements as out means the same shape up to size-1 dims.
-            binary_flat_kernel<T><<<grid_for(n), kBlock, 0, s>>>(a.raw<const T>(), a_full ? 1 : 0,
-                                                                 b.raw<const T>(), b_full ? 1 : 0,
-                                                                 out.raw<T>(), n, op);
+            // A scalar operand is read once per pack: only the full ones need the alignment.
+            launch_packed16(sizeof(T),
+                            {{a_full ? a.data_ptr() : nullptr, sizeof(T)},
+                             {b_full ? b.data_ptr() : nullptr, sizeof(T)},
+                             {out.data_ptr(), sizeof(T)}},
+                            [&](auto v) {
+                                constexpr int V = decltype(v)::value;
+                                binary_flat_kernel<T, V>
+                                    <<<grid_for(ceil_div(n, V)), kBlock, 0, s>>>(
+                                        a.raw<const T>(), a_full ? 1 : 0, b.raw<const T>(),
+                                        b_full ? 1 : 0, out.raw<T>(), n, op);
+                            });
         } else {
             const BroadcastGeometry g = collapse_broadcast(out.shape(), a.shape(), b.shape());
-            binary_broadcast_kernel<T><<<grid_for(n), kBlock, 0, s>>>(
-                a.raw<const T>(), b.raw<const T>(), out.raw<T>(), g, n, op);
+            if (n <= static_cast<int64_t>(UINT32_MAX)) {
+                binary_broadcast_kernel<T, uint32_t><<<grid_for(n), kBlock, 0, s>>>(
+                    a.raw<const T>(), b.raw<const T>(), out.raw<T>(), g, n, op);
+            } else {
+                binary_broadcast_kernel<T, int64_t><<<grid_for(n), kBlock, 0, s>>>(
+                    a.raw<const T>(), b.raw<const T>(), out.raw<T>(), g, n, op);
+            }
         }
         MDL_CUDA_LAUNCH_CHECK();
     });
@@ -418,9 +514,14 @@ void CudaKernels::axpy(double alpha, const Tensor& x, Tensor& y) {
     cuda::DeviceGuard guard(dev);
     dispatch_float(y.dtype(), "axpy", [&](auto tag) {
         using T = decltype(tag);
-        axpy_elementwise_kernel<T><<<grid_for(n), kBlock, 0, cuda::stream(dev)>>>(
-            static_cast<acc_t<T>>(alpha), x.raw<const T>(), y.raw<T>(), n);
-        MDL_CUDA_LAUNCH_CHECK();
+        launch_packed16(sizeof(T), {{x.data_ptr(), sizeof(T)}, {y.data_ptr(), sizeof(T)}},
+                        [&](auto v) {
+                            constexpr int V = decltype(v)::value;
+                            axpy_elementwise_kernel<T, V>
+                                <<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
+                                    static_cast<acc_t<T>>(alpha), x.raw<const T>(), y.raw<T>(), n);
+                            MDL_CUDA_LAUNCH_CHECK();
+                        });
     });
 }
 

@@ -9,10 +9,13 @@
 // Shapes: strided_copy sees src and dst as `outer` runs of `len` elements at a stride (a stride
 // of 0 repeats one run: a bias broadcast to every row); permute handles up to kMaxDims dims.
 //
-// Strategy: one thread per element in grid-stride loops. Consecutive threads touch consecutive
-// elements of the output (coalesced stores); permute's reads are a gather, which the L2 absorbs
-// for the small transposes the framework does. Pure data movement uses unsigned integers of the
-// element's size, so NaN payloads and -0 pass unchanged.
+// Strategy: grid-stride loops in which consecutive threads touch consecutive elements of the
+// output (coalesced stores); cast and fill move 16 bytes per access when the pointers are aligned
+// (cuda_common.cuh, launch_packed16), strided_copy splits its flat index in 32 bits below 2^32
+// elements; permute's reads are a gather, which the L2 absorbs for the small transposes the
+// framework does. Pure data movement uses unsigned integers of the element's size, so NaN payloads
+// and -0 pass unchanged.
+#include <algorithm>
 #include <cstring>
 
 #include "ops/cuda/cuda_common.cuh"
@@ -44,15 +47,32 @@ void dispatch_bits(size_t size, const char* op, F&& body) {
     }
 }
 
-template <typename S, typename D>
+// Packs of V elements (cuda_common.cuh): 16 bytes of the wider of the two types per access.
+template <typename S, typename D, int V>
 __global__ void cast_elementwise_kernel(const S* __restrict__ src, D* __restrict__ dst, int64_t n) {
-    for (int64_t i = global_thread(); i < n; i += grid_stride())
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
+        const Pack<S, V> sp = reinterpret_cast<const Pack<S, V>*>(src)[k];
+        Pack<D, V> dp;
+#pragma unroll
+        for (int l = 0; l < V; ++l)
+            dp.v[l] = convert<D>(sp.v[l]);
+        reinterpret_cast<Pack<D, V>*>(dst)[k] = dp;
+    }
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride())
         dst[i] = convert<D>(src[i]);
 }
 
-template <typename U>
+template <typename U, int V>
 __global__ void fill_elementwise_kernel(U* __restrict__ out, U value, int64_t n) {
-    for (int64_t i = global_thread(); i < n; i += grid_stride())
+    Pack<U, V> vp;
+#pragma unroll
+    for (int l = 0; l < V; ++l)
+        vp.v[l] = value;
+    const int64_t packs = n / V;
+    for (int64_t k = global_thread(); k < packs; k += grid_stride())
+        reinterpret_cast<Pack<U, V>*>(out)[k] = vp;
+    for (int64_t i = packs * V + global_thread(); i < n; i += grid_stride())
         out[i] = value;
 }
 
@@ -63,13 +83,16 @@ __global__ void arange_elementwise_kernel(T* __restrict__ out, double start, dou
         out[i] = convert<T>(fma(static_cast<double>(i), step, start));
 }
 
-// dst[o * dst_stride + j] (+)= src[o * src_stride + j] for the flat index k = o * len + j.
-template <typename T, bool kAccumulate>
+// dst[o * dst_stride + j] (+)= src[o * src_stride + j] for the flat index k = o * len + j, split
+// in I: 32-bit unsigned below 2^32 elements (a 32-bit division costs a fraction of a 64-bit one),
+// int64_t otherwise.
+template <typename T, bool kAccumulate, typename I>
 __global__ void strided_copy_flat_kernel(const T* __restrict__ src, int64_t src_stride,
                                          T* __restrict__ dst, int64_t dst_stride, int64_t len,
                                          int64_t total) {
     for (int64_t k = global_thread(); k < total; k += grid_stride()) {
-        const int64_t o = k / len, j = k - o * len;
+        const auto o = static_cast<int64_t>(static_cast<I>(k) / static_cast<I>(len));
+        const int64_t j = k - o * len;
         const T s = src[o * src_stride + j];
         T* d = dst + o * dst_stride + j;
         if constexpr (kAccumulate) {
@@ -177,9 +200,14 @@ void CudaKernels::cast(const Tensor& src, Tensor& dst) {
         using S = decltype(stag);
         dispatch_all(dst.dtype(), "cast", [&](auto dtag) {
             using D = decltype(dtag);
-            cast_elementwise_kernel<S, D>
-                <<<grid_for(n), kBlock, 0, s>>>(src.raw<const S>(), dst.raw<D>(), n);
-            MDL_CUDA_LAUNCH_CHECK();
+            launch_packed16(
+                std::max(sizeof(S), sizeof(D)),
+                {{src.data_ptr(), sizeof(S)}, {dst.data_ptr(), sizeof(D)}}, [&](auto v) {
+                    constexpr int V = decltype(v)::value;
+                    cast_elementwise_kernel<S, D, V><<<grid_for(ceil_div(n, V)), kBlock, 0, s>>>(
+                        src.raw<const S>(), dst.raw<D>(), n);
+                    MDL_CUDA_LAUNCH_CHECK();
+                });
         });
     });
 }
@@ -200,8 +228,12 @@ void CudaKernels::fill(Tensor& out, double value) {
             if (bits == 0) {
                 MDL_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.nbytes(), s));
             } else {
-                fill_elementwise_kernel<U><<<grid_for(n), kBlock, 0, s>>>(out.raw<U>(), bits, n);
-                MDL_CUDA_LAUNCH_CHECK();
+                launch_packed16(sizeof(U), {{out.data_ptr(), sizeof(U)}}, [&](auto v) {
+                    constexpr int V = decltype(v)::value;
+                    fill_elementwise_kernel<U, V>
+                        <<<grid_for(ceil_div(n, V)), kBlock, 0, s>>>(out.raw<U>(), bits, n);
+                    MDL_CUDA_LAUNCH_CHECK();
+                });
             }
         });
     });
@@ -231,18 +263,26 @@ void CudaKernels::strided_copy(const Tensor& src, int64_t src_offset, int64_t sr
     if (accumulate) {
         dispatch_all(src.dtype(), "strided_copy", [&](auto tag) {
             using T = decltype(tag);
-            strided_copy_flat_kernel<T, true><<<grid_for(total), kBlock, 0, s>>>(
-                src.raw<const T>() + src_offset, src_stride, dst.raw<T>() + dst_offset, dst_stride,
-                len, total);
+            const auto launch = [&](auto index_tag) {
+                using I = decltype(index_tag);
+                strided_copy_flat_kernel<T, true, I><<<grid_for(total), kBlock, 0, s>>>(
+                    src.raw<const T>() + src_offset, src_stride, dst.raw<T>() + dst_offset,
+                    dst_stride, len, total);
+            };
+            total <= static_cast<int64_t>(UINT32_MAX) ? launch(uint32_t{}) : launch(int64_t{});
             MDL_CUDA_LAUNCH_CHECK();
         });
         return;
     }
     dispatch_bits(dtype_size(src.dtype()), "strided_copy", [&](auto btag) {
         using U = decltype(btag);
-        strided_copy_flat_kernel<U, false>
-            <<<grid_for(total), kBlock, 0, s>>>(src.raw<const U>() + src_offset, src_stride,
-                                                dst.raw<U>() + dst_offset, dst_stride, len, total);
+        const auto launch = [&](auto index_tag) {
+            using I = decltype(index_tag);
+            strided_copy_flat_kernel<U, false, I><<<grid_for(total), kBlock, 0, s>>>(
+                src.raw<const U>() + src_offset, src_stride, dst.raw<U>() + dst_offset, dst_stride,
+                len, total);
+        };
+        total <= static_cast<int64_t>(UINT32_MAX) ? launch(uint32_t{}) : launch(int64_t{});
         MDL_CUDA_LAUNCH_CHECK();
     });
 }

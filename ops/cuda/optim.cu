@@ -32,19 +32,10 @@ using namespace cuda_detail;
 
 namespace {
 
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-    T v[V];
-};
-
 // The elements per pack for a parameter type.
 template <typename T>
 constexpr int pack_width() {
     return sizeof(T) == 8 ? 2 : 4;
-}
-
-bool aligned_for(const void* p, size_t bytes) {
-    return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
 // ---- Adam ------------------------------------------------------------------------------------

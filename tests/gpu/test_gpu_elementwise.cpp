@@ -160,3 +160,35 @@ TEST_CASE("gpu/elementwise: axpy matches the CPU") {
         }
     }
 }
+
+TEST_CASE("gpu/elementwise: views that start inside a 16-byte pack take the one-element path") {
+    // The contiguous kernels move 16 bytes per access only when every pointer is aligned to it
+    // (cuda_common.cuh): a view one element into its storage is not, for any dtype. Element 0 of
+    // each output is outside the view and must stay NaN on both devices.
+    constexpr int64_t n = 1001;
+    for (DType dt : float_dtypes()) {
+        const auto view = [](Tensor& t) { return t.narrow0(1, n); };
+        const std::string un = describe("unary tanh, offset view", dt, {n});
+        Both u = run_both(un, {random_cpu({n + 1}, dt, 61), nan_filled({n + 1}, dt)},
+                          [&](Kernels& k, std::vector<Tensor>& t) {
+                              Tensor x = view(t[0]), y = view(t[1]);
+                              k.unary(UnaryOp::Tanh, x, y, 0.0);
+                          });
+        check_parity(u.gpu[1], u.cpu[1], un);
+        const std::string bi = describe("binary mul, offset views", dt, {n});
+        Both b = run_both(
+            bi, {random_cpu({n + 1}, dt, 62), random_cpu({n + 1}, dt, 63), nan_filled({n + 1}, dt)},
+            [&](Kernels& k, std::vector<Tensor>& t) {
+                Tensor a = view(t[0]), c = view(t[1]), out = view(t[2]);
+                k.binary(BinaryOp::Mul, a, c, out);
+            });
+        check_parity(b.gpu[2], b.cpu[2], bi);
+        const std::string ax = describe("axpy, offset views", dt, {n});
+        Both a = run_both(ax, {random_cpu({n + 1}, dt, 64), random_cpu({n + 1}, dt, 65)},
+                          [&](Kernels& k, std::vector<Tensor>& t) {
+                              Tensor x = view(t[0]), y = view(t[1]);
+                              k.axpy(-0.3, x, y);
+                          });
+        check_parity(a.gpu[1], a.cpu[1], ax);
+    }
+}

@@ -36,6 +36,31 @@ TEST_CASE("gpu/memory: cast between every pair of dtypes matches the CPU bit for
     }
 }
 
+TEST_CASE("gpu/memory: cast and fill of views that start inside a 16-byte pack") {
+    // cast and fill move 16 bytes per access only when the pointers are aligned to it; a view one
+    // element into its storage takes the one-element path. Element 0 stays NaN on both devices.
+    constexpr int64_t n = 517;
+    for (DType from : {DType::F32, DType::BF16, DType::F64}) {
+        for (DType to : {DType::F16, DType::F32, DType::F64}) {
+            const std::string what =
+                describe("cast to " + std::string(dtype_name(to)) + ", offset view", from, {n});
+            Both r = run_both(what, {values_for(from, {n + 1}, 13), nan_filled({n + 1}, to)},
+                              [](Kernels& k, std::vector<Tensor>& t) {
+                                  Tensor src = t[0].narrow0(1, n), dst = t[1].narrow0(1, n);
+                                  k.cast(src, dst);
+                              });
+            check_bitwise(r.gpu[1], r.cpu[1], what);
+        }
+        const std::string what = describe("fill 2.5, offset view", from, {n});
+        Both r =
+            run_both(what, {nan_filled({n + 1}, from)}, [](Kernels& k, std::vector<Tensor>& t) {
+                Tensor v = t[0].narrow0(1, n);
+                k.fill(v, 2.5);
+            });
+        check_bitwise(r.gpu[0], r.cpu[0], what);
+    }
+}
+
 TEST_CASE("gpu/memory: fill and arange match the CPU bit for bit") {
     for (DType dt : kAllDtypes) {
         for (double value : {0.0, -0.0, 1.5, 1.0 / 3.0, -7.0, 1e10}) {
