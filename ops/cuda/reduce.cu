@@ -15,9 +15,9 @@
 //     butterfly warp reduction and a fixed-order combination of the warps.
 //   inner > 1: a block of 32 x 8 threads takes 32 neighbouring columns i (coalesced 32-element
 //     reads) and splits j over its 8 thread rows, combined in shared memory in row order.
-//   Few outputs and a long n (a full sum, a bias gradient): n is cut into S chunks (of >= 1024
-//     elements) reduced in parallel into a double buffer [outer, S, inner], and a second pass
-//     sums the S partials.
+//   Few outputs and a long n (a full sum, a bias gradient, the max of a whole tensor): n is cut
+//     into S chunks (of >= 1024 elements) reduced in parallel into a buffer [outer, S, inner]
+//     (double sums; maxima with their indices), and a second pass combines the S partials.
 //   sum_squares / minmax_i64: a fixed number of blocks per tensor write one partial each, and
 //     one block combines them in order: a deterministic two-pass tree; one small copy to the host.
 #include <cstdint>
@@ -241,6 +241,24 @@ __global__ void minmax_partial_kernel(const int64_t* __restrict__ lo_in,
     }
 }
 
+// The second pass of a split max: out[o, i] (and its index) combines the chunks' maxima
+// vals[o, s, i] found at idxs[o, s, i], s = 0, 1, ... in order. ArgMaxOp depends on the operands
+// alone, so the chunks give the first maximum (or the first NaN) of the whole row.
+template <typename A, typename TOut>
+__global__ void argmax_combine_kernel(const A* __restrict__ vals, const int64_t* __restrict__ idxs,
+                                      TOut* __restrict__ out, int64_t* __restrict__ idx,
+                                      int64_t outer, int64_t chunks, int64_t inner) {
+    for (int64_t k = global_thread(); k < outer * inner; k += grid_stride()) {
+        const int64_t o = k / inner, i = k - o * inner;
+        ArgMax<A> m{neg_infinity<A>(), kNoIndex};
+        for (int64_t c = 0; c < chunks; ++c) {
+            const int64_t at = (o * chunks + c) * inner + i;
+            m = ArgMaxOp()(m, ArgMax<A>{vals[at], idxs[at]});
+        }
+        store_result(m, out, idx, k, 1.0);
+    }
+}
+
 }  // namespace
 
 void CudaKernels::reduce(ReduceOp op, const Tensor& x, Tensor& out, Tensor* indices, int64_t outer,
@@ -255,7 +273,22 @@ void CudaKernels::reduce(ReduceOp op, const Tensor& x, Tensor& out, Tensor* indi
         const T* px = x.raw<const T>();
         T* po = out.raw<T>();
         if (op == ReduceOp::Max) {
-            launch_reduce<T, T, true>(px, po, idx, {outer, n, inner, 1, n, 1.0}, s);
+            const int64_t chunks = chunks_for(outer, n, inner);
+            if (chunks == 1) {
+                launch_reduce<T, T, true>(px, po, idx, {outer, n, inner, 1, n, 1.0}, s);
+                return;
+            }
+            // Two passes, as for sums: each chunk's maximum and where it is, then their combination.
+            using A = acc_t<T>;
+            const int64_t chunk = ceil_div(n, chunks);
+            const int64_t used = ceil_div(n, chunk);
+            const auto partials = static_cast<size_t>(outer * used * inner);
+            cuda::DeviceBuffer vals(dev, partials * sizeof(A)), idxs(dev, partials * sizeof(int64_t));
+            launch_reduce<T, A, true>(px, vals.as<A>(), idxs.as<int64_t>(),
+                                      {outer, n, inner, used, chunk, 1.0}, s);
+            argmax_combine_kernel<A, T><<<grid_for(outer * inner), kBlock, 0, s>>>(
+                vals.as<const A>(), idxs.as<const int64_t>(), po, idx, outer, used, inner);
+            MDL_CUDA_LAUNCH_CHECK();
             return;
         }
         const double divisor = op == ReduceOp::Mean ? static_cast<double>(n) : 1.0;

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "core/determinism.h"
+#include "core/rng.h"
 #include "tests/gpu/gpu_support.h"
 
 using namespace minidl;
@@ -68,6 +69,34 @@ TEST_CASE("gpu/reduce: max and the index of the first maximum match the CPU exac
             check_bitwise(r.gpu[1], r.cpu[1], what + " values");
             check_bitwise(r.gpu[2], r.cpu[2], what + " indices");
         }
+    }
+}
+
+TEST_CASE("gpu/reduce: a long max split into chunks keeps the first maximum and the first NaN") {
+    // 300,000 elements in one row: the chunked two-pass path. The maximum 2 sits in two chunks
+    // (the first one wins), then a NaN after both (the NaN wins), then another NaN.
+    constexpr int64_t n = 300000;
+    std::vector<float> v(n);
+    Generator gen(71);
+    for (float& e : v)
+        e = static_cast<float>(gen.next_uniform());  // in [0, 1)
+    v[7000] = 2.0f;
+    v[190000] = 2.0f;
+    for (bool with_nan : {false, true}) {
+        if (with_nan) {
+            v[250000] = std::numeric_limits<float>::quiet_NaN();
+            v[260000] = std::numeric_limits<float>::quiet_NaN();
+        }
+        const std::string what =
+            std::string("reduce max, one long row") + (with_nan ? ", NaN" : "");
+        Both r = run_both(
+            what, {Tensor::from_vector(v, {1, n}), nan_filled({1}), nan_filled({1}, DType::I64)},
+            [](Kernels& k, std::vector<Tensor>& t) {
+                k.reduce(ReduceOp::Max, t[0], t[1], &t[2], 1, n, 1);
+            });
+        check_bitwise(r.gpu[1], r.cpu[1], what + " values");
+        check_bitwise(r.gpu[2], r.cpu[2], what + " indices");
+        CHECK(r.gpu[2].to_vector<int64_t>() == std::vector<int64_t>{with_nan ? 250000 : 7000});
     }
 }
 
