@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/autograd.h"
 #include "core/check.h"
 #include "core/kernels.h"
 #include "core/parallel.h"
@@ -104,12 +105,16 @@ std::string describe_non_finite(const Tensor& t) {
     return os.str();
 }
 
-bool grads_all_finite(const std::vector<Tensor>& params) {
-    // Host tensors are scanned here; those on a GPU are checked there, all of one device in one
-    // launch with one host read, rather than copied to the host (a full D2H copy of every
-    // gradient and a stream drain per tensor). The kernel is the loss scaler's
-    // unscale_and_check at a scale of exactly 1, which rewrites every value as it is (x * 1 == x
-    // bit for bit, NaN payloads and -0 included).
+namespace {
+
+// Both overloads: host gradients are scanned here; those on a GPU are checked there, all of one
+// device in one launch with one host read, rather than copied to the host (a full D2H copy of
+// every gradient and a stream drain per tensor). The kernel is the loss scaler's
+// unscale_and_check at a scale of exactly 1, which rewrites every value as it is (x * 1 == x bit
+// for bit, NaN payloads and -0 included). With `value`, its device's flag and the value travel
+// to the host together.
+bool check_grads(const std::vector<Tensor>& params, const Tensor* value, double* value_out) {
+    bool finite = true;
     std::map<std::string, std::vector<Tensor>> on_device;
     for (const Tensor& p : params) {
         if (!p.defined()) continue;
@@ -118,19 +123,50 @@ bool grads_all_finite(const std::vector<Tensor>& params) {
         const Tensor& g = rg ? rg->values : p.impl()->grad;
         if (!g.defined() || g.numel() == 0 || !is_floating(g.dtype())) continue;
         if (g.device().is_cpu()) {
-            if (!all_finite(g)) return false;
+            if (finite && !all_finite(g)) {
+                finite = false;
+                if (value == nullptr) return false;
+            }
         } else {
             on_device[g.device().str()].push_back(g);
         }
     }
+    bool value_read = false;
     for (auto& [name, grads] : on_device) {
         const Device device = grads.front().device();
         const Tensor one = Tensor::scalar(1.0, DType::F32, device);
         Tensor found_inf = Tensor::zeros({1}, DType::F32, device);
         kernels_for(device).unscale_and_check(grads, one, found_inf);
-        if (found_inf.item() != 0.0) return false;
+        if (value != nullptr && value->device() == device) {
+            // [found_inf, value] in one F64 tensor, one transfer.
+            NoGradGuard no_grad;
+            Tensor both = Tensor::empty({2}, DType::F64, device);
+            both.narrow0(0, 1).copy_(found_inf);
+            both.narrow0(1, 1).copy_(value->detach().reshape({1}));
+            const std::vector<double> v = both.to_vector<double>();
+            finite = finite && v[0] == 0.0;
+            *value_out = v[1];
+            value_read = true;
+        } else {
+            finite = finite && found_inf.item() == 0.0;
+            if (!finite && value == nullptr) return false;
+        }
     }
-    return true;
+    if (value != nullptr && !value_read) *value_out = value->item();
+    return finite;
+}
+
+}  // namespace
+
+bool grads_all_finite(const std::vector<Tensor>& params) {
+    return check_grads(params, nullptr, nullptr);
+}
+
+bool grads_all_finite(const std::vector<Tensor>& params, const Tensor& value, double& value_out) {
+    MDL_CHECK(value.defined() && value.numel() == 1, ShapeError,
+              "grads_all_finite: value must hold one element, got ",
+              value.defined() ? shape_str(value.shape()) : std::string("an undefined tensor"));
+    return check_grads(params, &value, &value_out);
 }
 
 void require_finite(const StateDict& state, const char* who, const std::string& path) {

@@ -40,6 +40,10 @@ std::string describe_non_finite(const Tensor& t);
 // the cost is one read of what the backward pass wrote. Gradients on a GPU are checked there, one
 // launch and one host read per device.
 bool grads_all_finite(const std::vector<Tensor>& params);
+// The same check, reading `value` (one element, e.g. a training step's loss) into value_out in the
+// same transfer as the flag of value's device: a step that needs both waits for a GPU once, not
+// twice. value's dtype is any; value_out is its value as a double.
+bool grads_all_finite(const std::vector<Tensor>& params, const Tensor& value, double& value_out);
 
 // Throws NonFiniteError naming `who`, `path` and the first tensor of `state` (by name) that holds
 // a NaN or an inf, with its counts: for writers that must never save a broken weight.

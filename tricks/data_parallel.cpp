@@ -258,6 +258,7 @@ StepResult DataParallel::reduce_gradients(TrainStepConfig& config, int64_t batch
         c.optimizer = nullptr;
         c.ema = nullptr;
         c.scheduler = nullptr;
+        c.read_loss = true;  // the replicas' losses are summed on the host below
     }
     if (comms_.front()->broken()) make_comms();  // an earlier step failed part-way
     if (primary_changed()) sync_replicas();

@@ -313,6 +313,7 @@ StepResult DistributedDataParallel::reduce_gradients(TrainStepConfig& config, in
     deferred_all_ = !overlap;
     TrainStepConfig c = config;
     if (overlap) c.sync_hook = [this](bool sync) { require_sync_ = sync; };
+    c.read_loss = true;  // averaged over the ranks with the overflow flag below
 
     StepResult part;
     try {

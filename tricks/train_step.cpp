@@ -1,9 +1,12 @@
 // tricks/train_step.cpp — see train_step.h for the order of operations and why.
 #include "tricks/train_step.h"
 
+#include <limits>
+
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/check.h"
+#include "ops/elementwise.h"
 #include "optim/clip.h"
 #include "optim/lr_scheduler.h"
 #include "optim/optimizer.h"
@@ -51,8 +54,10 @@ StepResult accumulate_gradients(TrainStepConfig& c, int64_t batch_size, const Lo
             mb.weight = static_cast<double>(mb.end - mb.begin) / static_cast<double>(denominator);
     const bool accumulating = plan.size() > 1;
 
-    // Forward of one micro-batch under autocast (when set), weighted by its share.
-    auto weighted_loss = [&](const MicroBatch& mb, double* clean_loss) {
+    // Forward of one micro-batch under autocast (when set), weighted by its share; the first pass
+    // of a micro-batch also adds weight * loss to the step's loss, on the loss's device.
+    Tensor loss_sum;
+    auto weighted_loss = [&](const MicroBatch& mb, bool clean) {
         Tensor loss;
         {
             amp::Autocast ac(c.autocast.value_or(DType::BF16), c.autocast.has_value());
@@ -60,7 +65,12 @@ StepResult accumulate_gradients(TrainStepConfig& c, int64_t batch_size, const Lo
         }
         MDL_CHECK(loss.defined() && loss.numel() == 1, ShapeError,
                   "train_step: loss_fn must return the mean loss (one element)");
-        if (clean_loss) *clean_loss = loss.item();
+        if (clean) {
+            // In double, as loss.item() then the host's sum would be: the same bits.
+            NoGradGuard no_grad;
+            const Tensor term = loss.detach().to(DType::F64).reshape({}) * mb.weight;
+            loss_sum = loss_sum.defined() ? loss_sum + term : term;
+        }
         return GradAccumulator::weight_loss(loss, mb);
     };
     auto backward = [&](const Tensor& loss) {
@@ -75,23 +85,29 @@ StepResult accumulate_gradients(TrainStepConfig& c, int64_t batch_size, const Lo
             if (c.pgd) c.pgd->begin_micro_batch();
             if (c.awp) c.awp->begin_micro_batch();
         }
-        double clean = 0;
         AttackResult attack;
         if (c.freelb) {
             bool first = true;
             attack = c.freelb->run(
-                [&] { return weighted_loss(mb, first ? (first = false, &clean) : nullptr); },
+                [&] {
+                    const bool clean = first;
+                    first = false;
+                    return weighted_loss(mb, clean);
+                },
                 backward);
         } else {
-            backward(weighted_loss(mb, &clean));
-            const auto adversarial_backward = [&] { backward(weighted_loss(mb, nullptr)); };
+            backward(weighted_loss(mb, true));
+            const auto adversarial_backward = [&] { backward(weighted_loss(mb, false)); };
             if (c.fgm) attack = c.fgm->run(adversarial_backward);
             if (c.pgd) attack = c.pgd->run(adversarial_backward);
             if (c.awp) attack = c.awp->run(adversarial_backward);
         }
-        result.loss += mb.weight * clean;
         if (attack.nonfinite) result.overflow = true;
     }
+    result.loss_tensor = loss_sum;
+    result.loss = !loss_sum.defined() ? 0.0
+                  : c.read_loss       ? loss_sum.item()
+                                      : std::numeric_limits<double>::quiet_NaN();
     return result;
 }
 

@@ -66,11 +66,19 @@ struct TrainStepConfig {
     optim::LRScheduler* scheduler = nullptr;
     // Called before each micro-batch's backward passes with whether it is the last one.
     std::function<void(bool sync)> sync_hook = {};
+    // Whether the step reads its loss to the host (StepResult::loss). Reading a loss that lives
+    // on a GPU waits for the GPU; a loop that reads it later, with another value in the same
+    // transfer (grads_all_finite's overload in core/finite.h), sets this to false.
+    bool read_loss = true;
 };
 
 struct StepResult {
     // The effective batch's mean loss (sum of w_j * loss_j) of the first forward pass of each
     // micro-batch: the clean loss, except under FreeLB, whose first pass is already at X + delta_0.
+    // loss_tensor holds it as a 0-d F64 tensor on the loss's device, summed there (no host wait
+    // per micro-batch); loss is its value, read once per step, or NaN when the config said not
+    // to read it (TrainStepConfig::read_loss).
+    Tensor loss_tensor;
     double loss = 0.0;
     bool stepped = false;    // whether the optimizer updated the weights
     bool overflow = false;   // a non-finite gradient was found (scaled, or met by an attack)

@@ -15,6 +15,7 @@
 #include <functional>
 
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/check.h"
 #include "core/finite.h"
 #include "core/rng.h"
@@ -263,4 +264,36 @@ TEST_CASE("device/ops: grads_all_finite finds one NaN or inf on the device and c
             }
         }
     }
+}
+
+TEST_CASE("device/ops: grads_all_finite reads a value with the flag, in one wait for a GPU") {
+    const Device device = test_device();
+    Tensor w = Tensor::zeros({3000}, DType::F32).to(device).set_requires_grad();
+    w.set_grad(Tensor::ones({3000}, DType::F32).to(device));
+    const Tensor loss = Tensor::scalar(0.625, DType::F32, device);
+    double value = 0.0;
+    {
+        const cuda::HostSyncScope syncs;
+        CHECK(grads_all_finite({w}, loss, value));
+        // One read for the flag and the value together on a GPU; none on the CPU.
+        CHECK(syncs.count() == (device.is_cuda() ? 1u : 0u));
+    }
+    CHECK(value == 0.625);
+    // A non-finite gradient: false, and the value is still read.
+    std::vector<float> g(3000, 1.0f);
+    g[1234] = std::nanf("");
+    w.set_grad(Tensor::from_vector(g, {3000}).to(device));
+    value = 0.0;
+    CHECK_FALSE(grads_all_finite({w}, loss, value));
+    CHECK(value == 0.625);
+    // A NaN value with finite gradients, a value on the host, an F64 value.
+    w.set_grad(Tensor::ones({3000}, DType::F32).to(device));
+    CHECK(grads_all_finite({w}, Tensor::scalar(std::nan(""), DType::F64, device), value));
+    CHECK(std::isnan(value));
+    CHECK(grads_all_finite({w}, Tensor::scalar(-2.5, DType::F64), value));
+    CHECK(value == -2.5);
+    CHECK(grads_all_finite({}, Tensor::scalar(4.0, DType::F64, device), value));
+    CHECK(value == 4.0);
+    CHECK_THROWS_AS(grads_all_finite({w}, Tensor::zeros({2}, DType::F32, device), value),
+                    ShapeError);
 }

@@ -136,3 +136,44 @@ TEST_CASE("tricks/grad_accum: the streaming plan weights a ragged tail by its sa
     CHECK(plan.steps_after(1));
     CHECK(plan.steps_after(3));
 }
+
+TEST_CASE("tricks/train_step: the step's loss summed on the device, read once or left there") {
+    // 7 samples in 3 micro-batches (3, 2, 2): the step's loss is sum_j (n_j / 7) * loss_j. With
+    // read_loss it is read into `loss`, bitwise the host sum of the micro-batches' losses; without,
+    // `loss` is NaN and loss_tensor holds the same bits; the weights move the same either way.
+    Generator gen(5);
+    const Tensor x = Tensor::randn({7, 4}, &gen);
+    const Tensor y = Tensor::from_vector(std::vector<int64_t>{0, 2, 1, 1, 0, 2, 2}, {7});
+    std::vector<std::vector<Tensor>> finals;
+    std::vector<tricks::StepResult> results;
+    for (bool read : {true, false}) {
+        manual_seed(3);
+        nn::Linear net(4, 3);
+        optim::SGD opt(net.parameters(), {.lr = 0.1});
+        tricks::TrainStepConfig cfg{.optimizer = &opt, .accum_steps = 3};
+        cfg.read_loss = read;
+        results.push_back(tricks::train_step(cfg, 7, [&](int64_t b, int64_t e) {
+            return cross_entropy(net.forward(x.narrow0(b, e - b)), y.narrow0(b, e - b));
+        }));
+        std::vector<Tensor> w;
+        for (const Tensor& p : net.parameters())
+            w.push_back(p.detach().clone());
+        finals.push_back(w);
+    }
+    // The host's sum of the micro-batches' read losses, by the same plan.
+    manual_seed(3);
+    nn::Linear net(4, 3);
+    double expected = 0.0;
+    for (const tricks::MicroBatch& mb : tricks::GradAccumulator(3).plan(7))
+        expected += mb.weight * cross_entropy(net.forward(x.narrow0(mb.begin, mb.end - mb.begin)),
+                                              y.narrow0(mb.begin, mb.end - mb.begin))
+                                    .item();
+    CHECK(results[0].loss == expected);
+    CHECK(results[0].loss_tensor.item() == expected);
+    CHECK(std::isnan(results[1].loss));
+    REQUIRE(results[1].loss_tensor.defined());
+    CHECK(results[1].loss_tensor.dtype() == DType::F64);
+    CHECK(results[1].loss_tensor.item() == expected);
+    for (size_t i = 0; i < finals[0].size(); ++i)
+        CHECK(bitwise_equal(finals[0][i], finals[1][i]));
+}
