@@ -312,24 +312,39 @@ void row_axpy(double alpha, const Tensor& rows, const Tensor& values, Tensor& ta
     });
 }
 
-void row_project(const Tensor& rows, const Tensor& center, double scale, Tensor& table) {
+namespace {
+
+// The touched rows of `table` ([V, C]) with their centres (`center`, [R, C]): calls
+// f(T{}, a, w, w0, C) for every k, w = table row rows[k], w0 = center row k, with a = alpha in
+// acc_t<T>, rows split over the threads. `op` names the caller in errors.
+template <typename F>
+void for_rows_with_center(const char* op, const Tensor& rows, const Tensor& center, double alpha,
+                          Tensor& table, const F& f) {
     MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 && center.dtype() == table.dtype() &&
                    center.numel() == rows.numel() * table.size(1),
-               "row_project: centres ", center.str(), " for ", rows.numel(), " rows of ",
-               table.str());
+               op, ": centres ", center.str(), " for ", rows.numel(), " rows of ", table.str());
     const int64_t C = table.size(1), R = rows.numel();
     const int64_t* r = rows.data<int64_t>();
-    dispatch_float(table.dtype(), "row_project", [&](auto tag) {
+    dispatch_float(table.dtype(), op, [&](auto tag) {
         using T = decltype(tag);
-        using A = acc_t<T>;
         const T* pc = center.raw<T>();
         T* pt = table.raw<T>();
-        const A a = static_cast<A>(scale);
+        const auto a = static_cast<acc_t<T>>(alpha);
         parallel_for(R, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(C, 1)),
                      [&](int64_t b, int64_t e) {
-                         for (int64_t k = b; k < e; ++k) {
-                             T* w = pt + r[k] * C;
-                             const T* w0 = pc + k * C;
+                         for (int64_t k = b; k < e; ++k)
+                             f(tag, a, pt + r[k] * C, pc + k * C, C);
+                     });
+    });
+}
+
+}  // namespace
+
+void row_project(const Tensor& rows, const Tensor& center, double scale, Tensor& table) {
+    for_rows_with_center("row_project", rows, center, scale, table,
+                         [](auto tag, auto a, auto* w, const auto* w0, int64_t C) {
+                             using T = decltype(tag);
+                             using A = acc_t<T>;
                              for (int64_t c = 0; c < C; ++c) {
                                  // sub, mul, add: each rounded to T as the separate ops round it.
                                  const auto x0 = static_cast<A>(w0[c]);
@@ -338,32 +353,17 @@ void row_project(const Tensor& rows, const Tensor& center, double scale, Tensor&
                                  const auto step = static_cast<A>(static_cast<T>(diff * a));
                                  w[c] = static_cast<T>(x0 + step);
                              }
-                         }
-                     });
-    });
+                         });
 }
 
 void row_clamp_relative(const Tensor& rows, const Tensor& center, double eps, Tensor& table) {
-    MDL_ASSERT(table.device().is_cpu() && table.dim() == 2 && center.dtype() == table.dtype() &&
-                   center.numel() == rows.numel() * table.size(1),
-               "row_clamp_relative: centres ", center.str(), " for ", rows.numel(), " rows of ",
-               table.str());
-    const int64_t C = table.size(1), R = rows.numel();
-    const int64_t* r = rows.data<int64_t>();
-    dispatch_float(table.dtype(), "row_clamp_relative", [&](auto tag) {
-        using T = decltype(tag);
-        using A = acc_t<T>;
-        const T* pc = center.raw<T>();
-        T* pt = table.raw<T>();
-        const A a = static_cast<A>(eps);
-        parallel_for(R, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(C, 1)),
-                     [&](int64_t b, int64_t e) {
-                         for (int64_t k = b; k < e; ++k) {
-                             T* w = pt + r[k] * C;
-                             const T* w0 = pc + k * C;
+    for_rows_with_center("row_clamp_relative", rows, center, eps, table,
+                         [](auto tag, auto a, auto* w, const auto* w0, int64_t C) {
+                             using T = decltype(tag);
+                             using A = acc_t<T>;
                              for (int64_t c = 0; c < C; ++c) {
-                                 // abs, mul, sub, add, maximum, minimum: each rounded to T as
-                                 // the separate ops round it.
+                                 // abs, mul, sub, add, maximum, minimum: each rounded to T as the
+                                 // separate ops round it.
                                  const auto x0 = static_cast<A>(w0[c]);
                                  const auto radius = static_cast<A>(static_cast<T>(
                                      static_cast<A>(static_cast<T>(std::abs(x0))) * a));
@@ -373,9 +373,7 @@ void row_clamp_relative(const Tensor& rows, const Tensor& center, double eps, Te
                                  const A above = binary_value(BinaryOp::Maximum, x, lo);
                                  w[c] = static_cast<T>(binary_value(BinaryOp::Minimum, above, hi));
                              }
-                         }
-                     });
-    });
+                         });
 }
 
 Tensor gather_rows(const Tensor& table, const Tensor& rows) {
