@@ -139,6 +139,8 @@ inline bool aligned_for(const void* p, size_t bytes) {
 template <typename Launch>
 void launch_packed16(size_t widest, std::initializer_list<std::pair<const void*, size_t>> pointers,
                      const Launch& launch) {
+    MDL_ASSERT(widest == 2 || widest == 4 || widest == 8, "launch_packed16: elements of ", widest,
+               " bytes");
     bool packed = true;
     for (const auto& [ptr, elem] : pointers)
         packed = packed && aligned_for(ptr, elem * (16 / widest));

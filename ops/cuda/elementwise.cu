@@ -202,6 +202,9 @@ __global__ void binary_flat_kernel(const T* a, int64_t a_step, const T* b, int64
                                    int64_t n, BinaryOp op) {
     using A = acc_t<T>;
     const int64_t packs = n / V;
+    // A scalar operand, loaded once (out never aliases it: it has one element, out n).
+    const T a0 = a_step ? T{} : a[0];
+    const T b0 = b_step ? T{} : b[0];
     for (int64_t k = global_thread(); k < packs; k += grid_stride()) {
         Pack<T, V> ap, bp, op_out;
         if (a_step) {
@@ -209,14 +212,14 @@ __global__ void binary_flat_kernel(const T* a, int64_t a_step, const T* b, int64
         } else {
 #pragma unroll
             for (int l = 0; l < V; ++l)
-                ap.v[l] = a[0];
+                ap.v[l] = a0;
         }
         if (b_step) {
             bp = reinterpret_cast<const Pack<T, V>*>(b)[k];
         } else {
 #pragma unroll
             for (int l = 0; l < V; ++l)
-                bp.v[l] = b[0];
+                bp.v[l] = b0;
         }
 #pragma unroll
         for (int l = 0; l < V; ++l)
@@ -359,8 +362,8 @@ void CudaKernels::unary(UnaryOp op, const Tensor& x, Tensor& y, double alpha) {
     dispatch_float(x.dtype(), "unary", [&](auto tag) {
         using T = decltype(tag);
         launch_packed16(
-            sizeof(T), {{x.data_ptr(), sizeof(T)}, {y.data_ptr(), sizeof(T)}}, [&](auto v) {
-                constexpr int V = decltype(v)::value;
+            sizeof(T), {{x.data_ptr(), sizeof(T)}, {y.data_ptr(), sizeof(T)}}, [&](auto width) {
+                constexpr int V = decltype(width)::value;
                 unary_elementwise_kernel<T, V>
                     <<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
                         x.raw<const T>(), y.raw<T>(), n, op, static_cast<acc_t<T>>(alpha));
@@ -384,8 +387,8 @@ void CudaKernels::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, c
                          {py, sizeof(T)},
                          {gy.data_ptr(), sizeof(T)},
                          {gx.data_ptr(), sizeof(T)}},
-                        [&](auto v) {
-                            constexpr int V = decltype(v)::value;
+                        [&](auto width) {
+                            constexpr int V = decltype(width)::value;
                             unary_backward_elementwise_kernel<T, V>
                                 <<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
                                     px, py, gy.raw<const T>(), gx.raw<T>(), n, op,
@@ -411,8 +414,8 @@ void CudaKernels::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& 
                             {{a_full ? a.data_ptr() : nullptr, sizeof(T)},
                              {b_full ? b.data_ptr() : nullptr, sizeof(T)},
                              {out.data_ptr(), sizeof(T)}},
-                            [&](auto v) {
-                                constexpr int V = decltype(v)::value;
+                            [&](auto width) {
+                                constexpr int V = decltype(width)::value;
                                 binary_flat_kernel<T, V>
                                     <<<grid_for(ceil_div(n, V)), kBlock, 0, s>>>(
                                         a.raw<const T>(), a_full ? 1 : 0, b.raw<const T>(),
@@ -515,8 +518,8 @@ void CudaKernels::axpy(double alpha, const Tensor& x, Tensor& y) {
     dispatch_float(y.dtype(), "axpy", [&](auto tag) {
         using T = decltype(tag);
         launch_packed16(sizeof(T), {{x.data_ptr(), sizeof(T)}, {y.data_ptr(), sizeof(T)}},
-                        [&](auto v) {
-                            constexpr int V = decltype(v)::value;
+                        [&](auto width) {
+                            constexpr int V = decltype(width)::value;
                             axpy_elementwise_kernel<T, V>
                                 <<<grid_for(ceil_div(n, V)), kBlock, 0, cuda::stream(dev)>>>(
                                     static_cast<acc_t<T>>(alpha), x.raw<const T>(), y.raw<T>(), n);

@@ -202,8 +202,8 @@ void CudaKernels::cast(const Tensor& src, Tensor& dst) {
             using D = decltype(dtag);
             launch_packed16(
                 std::max(sizeof(S), sizeof(D)),
-                {{src.data_ptr(), sizeof(S)}, {dst.data_ptr(), sizeof(D)}}, [&](auto v) {
-                    constexpr int V = decltype(v)::value;
+                {{src.data_ptr(), sizeof(S)}, {dst.data_ptr(), sizeof(D)}}, [&](auto width) {
+                    constexpr int V = decltype(width)::value;
                     cast_elementwise_kernel<S, D, V><<<grid_for(ceil_div(n, V)), kBlock, 0, s>>>(
                         src.raw<const S>(), dst.raw<D>(), n);
                     MDL_CUDA_LAUNCH_CHECK();
@@ -228,8 +228,8 @@ void CudaKernels::fill(Tensor& out, double value) {
             if (bits == 0) {
                 MDL_CUDA_CHECK(cudaMemsetAsync(out.data_ptr(), 0, out.nbytes(), s));
             } else {
-                launch_packed16(sizeof(U), {{out.data_ptr(), sizeof(U)}}, [&](auto v) {
-                    constexpr int V = decltype(v)::value;
+                launch_packed16(sizeof(U), {{out.data_ptr(), sizeof(U)}}, [&](auto width) {
+                    constexpr int V = decltype(width)::value;
                     fill_elementwise_kernel<U, V>
                         <<<grid_for(ceil_div(n, V)), kBlock, 0, s>>>(out.raw<U>(), bits, n);
                     MDL_CUDA_LAUNCH_CHECK();

@@ -164,7 +164,8 @@ TEST_CASE("gpu/elementwise: axpy matches the CPU") {
 TEST_CASE("gpu/elementwise: views that start inside a 16-byte pack take the one-element path") {
     // The contiguous kernels move 16 bytes per access only when every pointer is aligned to it
     // (cuda_common.cuh): a view one element into its storage is not, for any dtype. Element 0 of
-    // each output is outside the view and must stay NaN on both devices.
+    // each output is outside the view and must keep its value on both devices. The last case mixes
+    // an aligned input with a misaligned output.
     constexpr int64_t n = 1001;
     for (DType dt : float_dtypes()) {
         const auto view = [](Tensor& t) { return t.narrow0(1, n); };
@@ -190,5 +191,13 @@ TEST_CASE("gpu/elementwise: views that start inside a 16-byte pack take the one-
                               k.axpy(-0.3, x, y);
                           });
         check_parity(a.gpu[1], a.cpu[1], ax);
+        const std::string mixed = describe("binary add, aligned inputs, offset output", dt, {n});
+        Both m = run_both(
+            mixed, {random_cpu({n}, dt, 66), random_cpu({n}, dt, 67), nan_filled({n + 1}, dt)},
+            [&](Kernels& k, std::vector<Tensor>& t) {
+                Tensor out = view(t[2]);
+                k.binary(BinaryOp::Add, t[0], t[1], out);
+            });
+        check_parity(m.gpu[2], m.cpu[2], mixed);
     }
 }
