@@ -2,6 +2,7 @@
 // packings: segments split and merged for CUDA, one system allocation per 25 % bin for the CPU).
 #include "core/allocator.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +73,8 @@ CachingAllocator::~CachingAllocator() {
         heads.push_back(b);
     for (auto& [ptr, b] : allocated_)
         heads.push_back(b);
+    for (const PendingFree& p : pending_)
+        heads.push_back(p.block);
     for (Block* b : heads)
         delete b;
 }
@@ -158,11 +161,18 @@ void* CachingAllocator::allocate(size_t nbytes) {
     const size_t size = bin_size(nbytes, packing_);
     const size_t segment = segment_size(nbytes, packing_);
     std::unique_lock<std::mutex> lock(mutex_);
+    process_pending();
     if (void* ptr = take_cached(size)) return ptr;
     // system_allocate runs under the lock (it does not call back into the allocator); a throw
     // from it (a CUDA error other than out-of-memory) leaves nothing changed.
     void* base = system_allocate(segment);
     size_t released = 0;
+    if (base == nullptr && !pending_.empty()) {
+        // Out of memory while freed blocks wait for other streams: wait for them first.
+        drain_pending(lock);
+        if (void* ptr = take_cached(size)) return ptr;
+        base = system_allocate(segment);
+    }
     if (base == nullptr) {
         // Out of memory: give the wholly free segments back, outside the lock (cudaFree waits for
         // the device), then try once more. Another thread may free a fitting block meanwhile.
@@ -213,7 +223,27 @@ void CachingAllocator::deallocate(void* ptr, size_t nbytes) {
     Block* b = found->second;
     MDL_ASSERT(b->counted == bin_size(nbytes, packing_), "deallocate(", ptr, ", ", nbytes, ") on ",
                label_, ": the block was allocated for ", b->counted, " bytes");
+    // Used on other streams: the block rejoins the cache only once their work, queued by now, is
+    // done. What may throw (the vectors' room) comes before the first change.
+    std::vector<void*> events;
+    if (!b->streams.empty()) {
+        pending_.reserve(pending_.size() + 1);
+        events.reserve(b->streams.size());
+    }
     allocated_.erase(found);
+    if (!b->streams.empty()) {
+        for (void* stream : b->streams)
+            if (void* e = record_event(stream)) events.push_back(e);
+        b->streams.clear();
+        if (!events.empty()) {
+            pending_.push_back({b, std::move(events)});
+            return;
+        }
+    }
+    free_block(b);
+}
+
+void CachingAllocator::free_block(Block* b) {
     stats_.bytes_in_use -= b->counted;
     b->allocated = false;
     b->counted = 0;
@@ -243,6 +273,50 @@ void CachingAllocator::deallocate(void* ptr, size_t nbytes) {
     stats_.bytes_cached += b->size;
 }
 
+void CachingAllocator::process_pending() {
+    for (size_t i = 0; i < pending_.size();) {
+        PendingFree& p = pending_[i];
+        const bool done =
+            std::all_of(p.events.begin(), p.events.end(), [&](void* e) { return event_done(e); });
+        if (!done) {
+            ++i;
+            continue;
+        }
+        for (void* e : p.events)
+            release_event(e);
+        Block* b = p.block;
+        pending_[i] = std::move(pending_.back());
+        pending_.pop_back();
+        free_block(b);
+    }
+}
+
+void CachingAllocator::drain_pending(std::unique_lock<std::mutex>& lock) {
+    std::vector<void*> events;
+    for (const PendingFree& p : pending_)
+        events.insert(events.end(), p.events.begin(), p.events.end());
+    lock.unlock();
+    for (void* e : events)
+        wait_event(e);  // the events stay alive: only process_pending releases them
+    lock.lock();
+    process_pending();
+}
+
+void CachingAllocator::record_stream(void* ptr, void* stream) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = allocated_.find(ptr);
+    MDL_CHECK(found != allocated_.end(), ValueError, "record_stream(", ptr, ") on ", label_,
+              ": not the start of a block this allocator handed out (or already freed)");
+    std::vector<void*>& streams = found->second->streams;
+    if (std::find(streams.begin(), streams.end(), stream) == streams.end())
+        streams.push_back(stream);
+}
+
+size_t CachingAllocator::pending_frees() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pending_.size();
+}
+
 AllocatorStats CachingAllocator::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return stats_;
@@ -252,6 +326,7 @@ void CachingAllocator::empty_cache() {
     std::vector<void*> bases;
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        process_pending();
         bases = detach_free_segments();
     }
     release(bases);

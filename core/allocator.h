@@ -35,8 +35,17 @@
 // fails with OutOfMemoryError naming the size, the device and the byte counts).
 //
 // CPU blocks are 64-byte aligned (one cache line, the widest AVX-512 load): each is its own
-// aligned_alloc. Segment blocks start at a multiple of 512 bytes into an aligned segment. On CUDA a
-// freed block may be reused at once because all work on a device runs on one stream, in order.
+// aligned_alloc. Segment blocks start at a multiple of 512 bytes into an aligned segment.
+//
+// Streams. On CUDA a freed block may be reused at once by work on the device's own stream: that
+// work runs after everything queued before the free, in order. Work on another stream (NCCL's)
+// is not ordered with it, so a block such work uses is marked with record_stream(ptr, stream)
+// (PyTorch's Tensor.record_stream). When a marked block is freed, an event is recorded on each of
+// its streams and the block waits in a pending list, still counted in use, until every event has
+// completed; allocate() and empty_cache() hand back the blocks whose events are done, and an
+// allocation that finds no memory waits for the pending events before it gives up. The event
+// hooks are virtual (record_event, event_done, wait_event, release_event): the CPU has no streams
+// and keeps the defaults, which make record_stream free.
 #pragma once
 
 #include <cstddef>
@@ -78,6 +87,13 @@ class Allocator {
     virtual size_t bin_size(size_t nbytes) const = 0;
     // Gives every wholly free cached segment (or block) back to the system.
     virtual void empty_cache() = 0;
+    // Marks the block at ptr (as allocate returned it) as used by work on `stream`, another
+    // stream than the device's own (CUDA: a cudaStream_t): the block is reused only after that
+    // work, see the top of this file. A no-op where there are no streams.
+    virtual void record_stream(void* ptr, void* stream) {
+        (void)ptr;
+        (void)stream;
+    }
 };
 
 // The cache shared by the CPU and CUDA allocators; subclasses choose the packing and say how memory
@@ -96,6 +112,9 @@ class CachingAllocator : public Allocator {
     void deallocate(void* ptr, size_t nbytes) override;
     AllocatorStats stats() const override;
     void empty_cache() override;
+    void record_stream(void* ptr, void* stream) override;
+    // Freed blocks still waiting for work on other streams (record_stream).
+    size_t pending_frees() const;
 
     // What the allocator calls itself in errors ("cpu", "cuda:0").
     const std::string& label() const { return label_; }
@@ -115,6 +134,21 @@ class CachingAllocator : public Allocator {
     // A segment of nbytes, or nullptr when the system is out of memory (any other failure throws).
     virtual void* system_allocate(size_t nbytes) = 0;
     virtual void system_free(void* ptr) = 0;
+    // Events on other streams. record_event records one on `stream` and returns it, or nullptr
+    // when there is nothing to wait for; it must not throw (deallocate runs in destructors): on a
+    // failure it waits for the stream itself and returns nullptr. event_done polls without
+    // blocking; wait_event blocks until the event has completed (called without the lock);
+    // release_event destroys it. The defaults: no streams.
+    virtual void* record_event(void* stream) noexcept {
+        (void)stream;
+        return nullptr;
+    }
+    virtual bool event_done(void* event) noexcept {
+        (void)event;
+        return true;
+    }
+    virtual void wait_event(void* event) noexcept { (void)event; }
+    virtual void release_event(void* event) noexcept { (void)event; }
 
   private:
     // A piece of a segment; the pieces of one segment form a list in address order. Under
@@ -127,6 +161,12 @@ class CachingAllocator : public Allocator {
         size_t counted = 0;  // bin_size of the allocation while allocated
         Block* prev = nullptr;
         Block* next = nullptr;
+        std::vector<void*> streams = {};  // other streams that use it (record_stream)
+    };
+    // A freed block and the events it waits for before it rejoins the cache.
+    struct PendingFree {
+        Block* block;
+        std::vector<void*> events;
     };
     struct BySize {
         bool operator()(const Block* a, const Block* b) const {
@@ -144,6 +184,12 @@ class CachingAllocator : public Allocator {
     std::vector<void*> detach_free_segments();
     // system_free on each base, lock NOT held; the first failure is rethrown after trying all.
     void release(const std::vector<void*>& bases);
+    // Returns block b to its pool, merged with its free neighbours. Lock held.
+    void free_block(Block* b);
+    // Frees the pending blocks whose events have all completed. Lock held.
+    void process_pending();
+    // Waits for every pending event (lock NOT held while waiting), then frees those blocks.
+    void drain_pending(std::unique_lock<std::mutex>& lock);
     std::string out_of_memory_message(size_t nbytes, size_t size, size_t segment,
                                       size_t released) const;
 
@@ -152,6 +198,7 @@ class CachingAllocator : public Allocator {
     mutable std::mutex mutex_;
     Pool small_free_, large_free_;
     std::unordered_map<void*, Block*> allocated_;
+    std::vector<PendingFree> pending_;
     AllocatorStats stats_;
 };
 

@@ -21,10 +21,11 @@
 //               ncclUniqueId (nccl::init_rank). Collectives run on the communicator's own
 //               stream, made to wait (an event) for the kernels on minidl's stream of the device
 //               (cuda::stream) that produced the data; the calling thread waits for each
-//               collective to complete. That wait is what keeps the caching allocator, which knows
-//               only minidl's stream, from handing a tensor's block to new work while NCCL still
-//               reads it: an asynchronous collective would first need the block's release to
-//               wait on an event of the NCCL stream (PyTorch's record_stream).
+//               collective to complete. The tensors' blocks are also marked as used on the NCCL
+//               stream (Allocator::record_stream, PyTorch's Tensor.record_stream): a block freed
+//               while the collective may still read it rejoins the cache only after an event on
+//               that stream, so the host wait is not what keeps memory safe, and collectives can
+//               stop blocking the host without a change to the allocator.
 // Cost model (ring all-reduce, Patarasuk & Yuan 2009; the NCCL and Horovod docs): each rank sends
 // and receives 2 (N-1)/N of the bytes, in 2 (N-1) latency-bound steps, so
 //   t ~ 2 (N-1)/N * bytes / bandwidth + 2 (N-1) * latency          (docs/data_parallel.md)

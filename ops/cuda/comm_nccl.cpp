@@ -32,6 +32,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/allocator.h"
 #include "core/backend.h"
 #include "core/comm.h"
 #include "ops/cuda/cuda_check.h"
@@ -264,6 +265,11 @@ class NcclCommunicator final : public Communicator {
         if (end != ncclSuccess && end != ncclInProgress)
             fail(op, "ncclGroupEnd failed: " + nccl_error(end));
         settle(op, deadline);
+        // The tensors' blocks are used on this stream: when one is freed, the caching allocator
+        // reuses it only after the collective (record_stream). The wait below makes that moot
+        // today; it is what keeps the blocks safe once collectives no longer block the host.
+        for (const Tensor& t : tensors)
+            if (t.numel() > 0) allocator_for(t.device()).record_stream(t.storage()->data(), stream);
         // Completion: an event after the collective on its own stream.
         cudaEvent_t done = nullptr;
         MDL_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));

@@ -57,6 +57,37 @@ class CudaAllocator final : public CachingAllocator {
         count_host_sync();
         MDL_CUDA_CHECK(cudaFree(ptr));  // waits for queued work that may still read the block
     }
+    // A block freed while another stream uses it (record_stream) waits for this event.
+    void* record_event(void* stream) noexcept override {
+        const auto s = static_cast<cudaStream_t>(stream);
+        try {
+            DeviceGuard guard(index_);
+            cudaEvent_t e = nullptr;
+            if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) == cudaSuccess) {
+                if (cudaEventRecord(e, s) == cudaSuccess) return e;
+                (void)cudaEventDestroy(e);
+            }
+            // No event: wait for the stream here instead, so the block is free when returned.
+            count_host_sync();
+            (void)cudaStreamSynchronize(s);
+        } catch (...) {
+            (void)cudaStreamSynchronize(s);  // a guard that could not switch devices
+        }
+        return nullptr;
+    }
+    bool event_done(void* event) noexcept override {
+        const cudaError_t err = cudaEventQuery(static_cast<cudaEvent_t>(event));
+        if (err == cudaErrorNotReady) return false;
+        if (err != cudaSuccess) (void)cudaGetLastError();  // a fault: reported by the next check
+        return true;
+    }
+    void wait_event(void* event) noexcept override {
+        count_host_sync();
+        (void)cudaEventSynchronize(static_cast<cudaEvent_t>(event));
+    }
+    void release_event(void* event) noexcept override {
+        (void)cudaEventDestroy(static_cast<cudaEvent_t>(event));
+    }
 
   private:
     int index_;
