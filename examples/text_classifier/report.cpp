@@ -239,10 +239,12 @@ TableData build_table(const CompareResult& r) {
             row.push_back(fmt_stat(
                 robust([k](const RobustnessResult& x) { return x.noisy.at(k).second; }), 2, 100));
         row.push_back(fmt_stat(robust([](const RobustnessResult& x) { return x.flatness; }), 4, 1));
+        // Without a baseline run on a split there is nothing to relate to: "—", not 0.
         std::vector<double> times;
         for (const auto& split : r.splits)
-            for (double x : collect(r, trick, split, time_per_epoch))
-                times.push_back(base_time[split] > 0 ? x / base_time[split] : 0.0);
+            if (base_time[split] > 0)
+                for (double x : collect(r, trick, split, time_per_epoch))
+                    times.push_back(x / base_time[split]);
         row.push_back(fmt_stat(stat_of(times), 2, 1));
         t.rows.push_back(row);
     }

@@ -222,6 +222,14 @@ TEST_CASE("examples/text_classifier: compare writes the table, the HTML page and
     const TableData t = build_table(r);
     REQUIRE(t.rows.size() == 3);
     CHECK(t.rows[0].back().rfind("1.00", 0) == 0);
+    // Without the baseline's runs the time column has nothing to relate to: a dash, not 0.00.
+    CompareResult no_baseline = r;
+    no_baseline.tricks = {"fgm", "swa"};
+    std::erase_if(no_baseline.runs, [](const CompareRun& run) { return run.trick == "baseline"; });
+    const TableData u = build_table(no_baseline);
+    REQUIRE(u.rows.size() == 2);
+    CHECK(u.rows[0].back() == "—");
+    CHECK(u.rows[1][1] == t.rows[2][1]);  // the other columns as before
 }
 
 TEST_CASE("examples/text_classifier: compare's trick list (each name's flags, amp f16 and bf16)") {
