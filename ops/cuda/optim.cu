@@ -20,7 +20,10 @@
 // take packs of V consecutive elements (V = 4, or 2 for F64: 16-byte loads of the parameter and
 // of each F32 state array) when every pointer is aligned for it, one element otherwise; the last
 // n % V elements are done one by one. unscale_and_check scales in place and raises found_inf from
-// the device (a warp vote, one store per warp that saw a non-finite value): no host sync.
+// the device (a warp vote, one store per warp that saw a non-finite value): no host sync; up to
+// 48 gradients of a dtype share one launch.
+#include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "ops/cuda/cuda_common.cuh"
@@ -194,14 +197,34 @@ __global__ void swa_packed_kernel(T* __restrict__ average, const T* __restrict__
 
 // ---- unscale_and_check -------------------------------------------------------------------------
 
+// Many gradients per launch (PyTorch's _foreach / _amp_foreach_non_finite_check_and_unscale_): up
+// to kTensorsPerLaunch tensors of one dtype travel in the kernel's arguments, each cut into
+// chunks of kUnscaleChunk elements, one block per chunk; block b works on tensor t, the last with
+// first_block[t] <= b. A model's few dozen gradients take one launch instead of one each.
+constexpr int kTensorsPerLaunch = 48;
+constexpr int64_t kUnscaleChunk = kBlock * 16;
+
+struct UnscaleBatch {
+    void* ptr[kTensorsPerLaunch];
+    int64_t n[kTensorsPerLaunch];
+    int64_t first_block[kTensorsPerLaunch + 1];
+    int count;
+};
+
 template <typename T>
-__global__ void unscale_check_kernel(T* __restrict__ g, int64_t n,
-                                     const float* __restrict__ inv_scale,
+__global__ void unscale_check_kernel(UnscaleBatch batch, const float* __restrict__ inv_scale,
                                      float* __restrict__ found_inf) {
     using A = acc_t<T>;
+    const int64_t block = blockIdx.x;
+    int t = 0;
+    while (t + 1 < batch.count && batch.first_block[t + 1] <= block)
+        ++t;
+    T* g = static_cast<T*>(batch.ptr[t]);
+    const int64_t begin = (block - batch.first_block[t]) * kUnscaleChunk;
+    const int64_t end = min(batch.n[t], begin + kUnscaleChunk);
     const A inv = static_cast<A>(*inv_scale);
     bool non_finite = false;
-    for (int64_t i = global_thread(); i < n; i += grid_stride()) {
+    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
         const A x = convert<A>(g[i]);
         non_finite |= !isfinite(x);
         g[i] = convert<T>(x * inv);
@@ -384,15 +407,37 @@ void CudaKernels::unscale_and_check(std::vector<Tensor>& grads, const Tensor& in
     const cudaStream_t s = cuda::stream(dev);
     const float* inv = inv_scale.raw<const float>();
     float* flag = found_inf.raw<float>();
+    // The gradients by dtype, in their order; each dtype's in batches of kTensorsPerLaunch.
+    std::vector<std::pair<DType, std::vector<Tensor*>>> by_dtype;
     for (Tensor& g : grads) {
         if (!g.defined() || g.numel() == 0) continue;
         MDL_ASSERT(g.device() == found_inf.device(), "unscale_and_check: a gradient is on ",
                    g.device(), ", found_inf on ", found_inf.device());
-        dispatch_float(g.dtype(), "unscale_and_check", [&](auto tag) {
+        auto it = std::find_if(by_dtype.begin(), by_dtype.end(),
+                               [&](const auto& group) { return group.first == g.dtype(); });
+        if (it == by_dtype.end()) it = by_dtype.insert(by_dtype.end(), {g.dtype(), {}});
+        it->second.push_back(&g);
+    }
+    for (const auto& [dtype, tensors] : by_dtype) {
+        dispatch_float(dtype, "unscale_and_check", [&](auto tag) {
             using T = decltype(tag);
-            unscale_check_kernel<T>
-                <<<grid_for(g.numel()), kBlock, 0, s>>>(g.raw<T>(), g.numel(), inv, flag);
-            MDL_CUDA_LAUNCH_CHECK();
+            for (size_t first = 0; first < tensors.size(); first += kTensorsPerLaunch) {
+                UnscaleBatch batch{};
+                batch.count =
+                    static_cast<int>(std::min<size_t>(kTensorsPerLaunch, tensors.size() - first));
+                for (int t = 0; t < batch.count; ++t) {
+                    Tensor& g = *tensors[first + static_cast<size_t>(t)];
+                    batch.ptr[t] = g.raw<T>();
+                    batch.n[t] = g.numel();
+                    batch.first_block[t + 1] =
+                        batch.first_block[t] + ceil_div(g.numel(), kUnscaleChunk);
+                }
+                const int64_t blocks = batch.first_block[batch.count];
+                MDL_ASSERT(blocks <= INT32_MAX, "unscale_and_check: ", blocks, " blocks");
+                unscale_check_kernel<T>
+                    <<<static_cast<unsigned>(blocks), kBlock, 0, s>>>(batch, inv, flag);
+                MDL_CUDA_LAUNCH_CHECK();
+            }
         });
     }
 }

@@ -152,3 +152,35 @@ TEST_CASE("gpu/optim: unscale_and_check scales every gradient and flags inf/NaN 
         }
     }
 }
+
+TEST_CASE("gpu/optim: unscale_and_check over many gradients of mixed dtypes, in batched launches") {
+    // 100 gradients, F32 with every fifth BF16 (79 F32 in two launches of at most 48, 20 BF16 in
+    // one), sizes from 1 to beyond one block's chunk, the 51st undefined; an inf in the 91st (in
+    // the second F32 launch) sets found_inf; every gradient is scaled exactly (a power of two).
+    for (bool poison : {false, true}) {
+        std::vector<Tensor> inputs;
+        for (int i = 0; i < 100; ++i) {
+            const DType dt = i % 5 == 4 ? DType::BF16 : DType::F32;
+            const int64_t n = 1 + (i * 977) % 9001;
+            Tensor g = random_cpu({n}, dt, 300 + static_cast<uint64_t>(i), -100.0, 100.0);
+            if (poison && i == 90) {
+                std::vector<double> v = g.to_vector<double>();
+                v[static_cast<size_t>(n / 2)] = std::numeric_limits<double>::infinity();
+                g = Tensor::from_vector(v, {n}, dt);
+            }
+            inputs.push_back(i == 50 ? Tensor() : g);
+        }
+        inputs.push_back(Tensor::full({1}, 0.25));
+        inputs.push_back(Tensor::zeros({1}));
+        const std::string what =
+            std::string("unscale_and_check, 100 gradients") + (poison ? " with inf" : "");
+        Both r = run_both(what, inputs, [](Kernels& k, std::vector<Tensor>& t) {
+            std::vector<Tensor> grads(t.begin(), t.begin() + 100);
+            k.unscale_and_check(grads, t[100], t[101]);
+        });
+        for (int i = 0; i < 100; ++i)
+            if (i != 50) check_bitwise(r.gpu[i], r.cpu[i], what + " grad " + std::to_string(i));
+        check_bitwise(r.gpu[101], r.cpu[101], what + " found_inf");
+        CHECK(r.gpu[101].item() == (poison ? 1.0 : 0.0));
+    }
+}
