@@ -253,10 +253,25 @@ void DistributedDataParallel::finish_reduction() {
         failed_ = true;
         throw;
     }
+    // Every bucket's "some rank had a gradient" flags, gathered on the device and read in one
+    // transfer: one wait for a GPU per step, not one per bucket.
+    int64_t flag_count = 0;
+    for (const Bucket& b : buckets_)
+        flag_count += static_cast<int64_t>(b.params.size());
+    const Device device = buckets_.empty() ? Device::cpu() : buckets_.front().flat.device();
+    Tensor gathered = Tensor::empty({flag_count}, DType::F64, device);
+    int64_t at = 0;
+    for (const Bucket& b : buckets_) {
+        const auto n = static_cast<int64_t>(b.params.size());
+        gathered.narrow0(at, n).copy_(b.flat.narrow0(b.grad_elements, n));
+        at += n;
+    }
+    const std::vector<double> all_flags =
+        flag_count > 0 ? gathered.to_vector<double>() : std::vector<double>{};
+    at = 0;
     for (Bucket& b : buckets_) {
-        const std::vector<double> flags =
-            b.flat.narrow0(b.grad_elements, static_cast<int64_t>(b.params.size()))
-                .to_vector<double>();
+        const double* flags = all_flags.data() + at;
+        at += static_cast<int64_t>(b.params.size());
         for (size_t j = 0; j < b.params.size(); ++j) {
             if (flags[j] <= 0) continue;  // no rank had a gradient for it
             const Tensor& p = params_[b.params[j]];
